@@ -1,0 +1,74 @@
+/*
+ * benchutil.h: timing, medians and argument lists shared by the benchmarks.
+ */
+#ifndef SCRATCH_BENCHUTIL_H
+#define SCRATCH_BENCHUTIL_H
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BENCH_MAX_REPS 64
+
+static inline double bench_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static inline int bench_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Sorts v in place and returns its median. */
+static inline double bench_median(double *v, unsigned n)
+{
+	qsort(v, n, sizeof(*v), bench_cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* Parses "a,b,c" (each with an optional k/M/G suffix, powers of 1000 for
+ * counts) into out; returns how many, or 0 on a bad list. */
+static inline unsigned bench_parse_list_size(const char *s, size_t *out, unsigned max)
+{
+	unsigned n = 0;
+
+	while (*s && n < max) {
+		char *end;
+		unsigned long long v = strtoull(s, &end, 10);
+
+		if (end == s)
+			return 0;
+		switch (*end) {
+		case 'k': v *= 1000, end++; break;
+		case 'M': v *= 1000000, end++; break;
+		case 'G': v *= 1000000000, end++; break;
+		}
+		if (v == 0 || (*end && *end != ','))
+			return 0;
+		out[n++] = (size_t)v;
+		s = *end ? end + 1 : end;
+	}
+	return *s ? 0 : n;
+}
+
+static inline unsigned bench_parse_list_unsigned(const char *s, unsigned *out, unsigned max,
+						 unsigned limit)
+{
+	size_t v[16];
+	unsigned n = bench_parse_list_size(s, v, max < 16 ? max : 16);
+
+	for (unsigned i = 0; i < n; i++) {
+		if (v[i] > limit)
+			return 0;
+		out[i] = (unsigned)v[i];
+	}
+	return n;
+}
+
+#endif

@@ -1,0 +1,223 @@
+/*
+ * libscratch: scratch space for temporary blobs.
+ *
+ * A store keeps blobs that a program puts aside, reads back and throws away.
+ * Each put returns a handle; a handle can be read (through a reader, a
+ * seekable view of the blob) or removed, nothing else: blobs are immutable.
+ *
+ * Conventions that hold for every function below:
+ * - Errors are returned, never signalled through errno: a fallible function
+ *   returns 0 (or a count or offset) on success, or a negative code, either a
+ *   negated errno value (-EINVAL, -ENOMEM, ...) or SCRATCH_ENOTFOUND.
+ *   scratch_strerror() names every code.
+ * - A NULL store, reader, writer or out-pointer gives -EINVAL, never a crash.
+ * - Every store, and every function taking a store, may be called from many
+ *   threads at once.  A reader or a writer belongs to one thread at a time;
+ *   many readers of the same handle may be open at once.
+ * - Constructors fill an out-pointer; on failure it is set to NULL (or to
+ *   SCRATCH_INVALID_HANDLE for handles) when the pointer itself is valid.
+ *
+ * This header is the whole public interface: see README.md for a tour.
+ */
+#ifndef SCRATCH_H
+#define SCRATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && !defined(SCRATCH_API)
+#define SCRATCH_API __attribute__((visibility("default")))
+#elif !defined(SCRATCH_API)
+#define SCRATCH_API
+#endif
+
+#define SCRATCH_VERSION_MAJOR 0
+#define SCRATCH_VERSION_MINOR 1
+#define SCRATCH_VERSION_PATCH 0
+
+/* ---------------------------------------------------------------- errors */
+
+/* Returned for a handle the store does not know: never issued, removed, or
+ * issued by another store.  Outside the errno range. */
+#define SCRATCH_ENOTFOUND (-10000)
+
+/* A static, never-NULL description of any code this library returns:
+ * SCRATCH_ENOTFOUND gives "handle not found", -errno gives strerror's text,
+ * 0 gives "success".  Thread-safe. */
+SCRATCH_API const char *scratch_strerror(int err);
+
+/* --------------------------------------------------------------- handles */
+
+/* Unique per store, never 0, never reused while the store lives. */
+typedef uint64_t scratch_handle;
+#define SCRATCH_INVALID_HANDLE ((scratch_handle)0)
+
+/* --------------------------------------------------------------- logging */
+
+enum scratch_log_level {
+	SCRATCH_LOG_DEBUG,
+	SCRATCH_LOG_INFO,
+	SCRATCH_LOG_WARN,
+	SCRATCH_LOG_ERROR,
+};
+
+/* The library hands each log line to log(ctx, level, line); line is logfmt,
+ * e.g. `msg="falling back to memory" path=/tmp/x err="No space left"`, and
+ * valid only during the call.  log may be called from any thread that calls
+ * into the library, so it must be thread-safe.  A NULL logger logs nothing;
+ * the library never writes to stdout or stderr by itself.  The logger struct
+ * is copied: it need not outlive the call that passes it. */
+typedef struct scratch_logger {
+	void (*log)(void *ctx, enum scratch_log_level level, const char *line);
+	void *ctx;
+} scratch_logger;
+
+/* ---------------------------------------------------------------- stores */
+
+typedef struct scratch_store scratch_store;
+typedef struct scratch_reader scratch_reader;
+typedef struct scratch_writer scratch_writer;
+
+/* A store that keeps blobs in memory, in a jemalloc arena of its own (so its
+ * memory is separate from the program's heap).
+ * Returns 0, -EINVAL (out is NULL) or -ENOMEM. */
+SCRATCH_API int scratch_memory_new(scratch_store **out);
+
+/* A store that keeps blobs in files named at random with the extension
+ * .lokiscratch in the directory path, created with its parents (mode 0700)
+ * if missing.  At start-up, .lokiscratch files directly in path whose owning
+ * store is gone are removed; files that a live store (of this process or
+ * another) owns are left alone.  If writing to disk fails, the blob is kept
+ * in memory instead (with a WARN log line); handles stay unique across both.
+ * logger may be NULL.
+ * Returns 0; -EINVAL (path or out NULL, path empty); -ENOTDIR, -EACCES,
+ * -EROFS, ... when path cannot be made into a usable directory; -ENOMEM;
+ * -ENOTSUP when this build has no filesystem store. */
+SCRATCH_API int scratch_filesystem_new(const scratch_logger *logger, const char *path,
+				       scratch_store **out);
+
+/* A memory store if path is NULL or "", otherwise a filesystem store on an
+ * existing directory.  Returns what the constructors return, plus -ENOENT if
+ * path does not exist and -ENOTDIR if it is not a directory. */
+SCRATCH_API int scratch_open(const scratch_logger *logger, const char *path, scratch_store **out);
+
+/* Frees every blob and removes the store's files.  Waits for nothing: readers
+ * still open stay valid until they are closed, and the store's last resources
+ * go with the last of them.  No other call may use s once this is called.
+ * NULL is a no-op. */
+SCRATCH_API void scratch_store_close(scratch_store *s);
+
+/* Copies n bytes from p into a new blob and stores its handle in *out; p may
+ * be reused at once.  n == 0 is a valid, empty blob (p may then be NULL).
+ * Returns 0; -EINVAL (s or out NULL, p NULL with n > 0); -ENOMEM when the
+ * data could be kept nowhere, in which case *out is SCRATCH_INVALID_HANDLE. */
+SCRATCH_API int scratch_put(scratch_store *s, const void *p, size_t n, scratch_handle *out);
+
+/* Stores the concatenation of iov[0..iovcnt) as one blob.  iovcnt may be 0
+ * (an empty blob); an iovec with iov_len > 0 must have a non-NULL base.
+ * Returns as scratch_put, plus -EINVAL for iovcnt < 0, iov NULL with
+ * iovcnt > 0, or a total size that overflows. */
+SCRATCH_API int scratch_putv(scratch_store *s, const struct iovec *iov, int iovcnt,
+			     scratch_handle *out);
+
+/* Stores n blobs, blobs[i] -> out[i], with as few system calls as the store
+ * can manage.  All are stored, or none: on failure every out[i] is
+ * SCRATCH_INVALID_HANDLE.  n == 0 succeeds and does nothing.
+ * Returns as scratch_put, plus -EINVAL for blobs or out NULL with n > 0. */
+SCRATCH_API int scratch_put_batch(scratch_store *s, const struct iovec *blobs, size_t n,
+				  scratch_handle *out);
+
+/* Opens a reader on handle h.  The reader stays valid, and its bytes stay
+ * intact, after h is removed and after the store is closed, until
+ * scratch_reader_close.
+ * Returns 0; -EINVAL (s or out NULL); SCRATCH_ENOTFOUND (h unknown or
+ * removed); -ENOMEM. */
+SCRATCH_API int scratch_read(scratch_store *s, scratch_handle h, scratch_reader **out);
+
+/* Removes the blob h: later reads and removes of h give SCRATCH_ENOTFOUND.
+ * Readers already open keep working; the blob's memory or disk space is
+ * released when the last of them closes.
+ * Returns 0; -EINVAL (s NULL); SCRATCH_ENOTFOUND (h unknown or removed). */
+SCRATCH_API int scratch_remove(scratch_store *s, scratch_handle h);
+
+/* --------------------------------------------------------------- readers */
+
+/* Copies up to n bytes from the reader's offset into buf and advances the
+ * offset.  Returns the count (0 at or past the end, or when n == 0), or
+ * -EINVAL (r NULL, buf NULL with n > 0). */
+SCRATCH_API ssize_t scratch_reader_read(scratch_reader *r, void *buf, size_t n);
+
+/* Moves the offset to offset from SEEK_SET (the start), SEEK_CUR (the current
+ * offset) or SEEK_END (the end).  Seeking past the end is allowed (later
+ * reads return 0).  Returns the new offset, or -EINVAL (r NULL, another
+ * whence, a negative or overflowing result: the offset is then unchanged). */
+SCRATCH_API int64_t scratch_reader_seek(scratch_reader *r, int64_t offset, int whence);
+
+/* The blob's size in bytes; 0 for a NULL reader. */
+SCRATCH_API uint64_t scratch_reader_size(const scratch_reader *r);
+
+/* A zero-copy view of the whole blob, valid until the reader is closed.  For
+ * an empty blob it is a valid pointer to no bytes.  NULL for a NULL reader. */
+SCRATCH_API const void *scratch_reader_data(const scratch_reader *r);
+
+/* Closes the reader.  Returns 0; NULL is a no-op returning 0. */
+SCRATCH_API int scratch_reader_close(scratch_reader *r);
+
+/* ------------------------------------------------------------ streaming */
+
+/* Opens a writer that streams one blob of unknown length into s.  Nothing is
+ * visible, and no handle exists, until scratch_writer_commit.  A writer must
+ * be committed or aborted before its store is closed.
+ * Returns 0, -EINVAL (s or out NULL), -ENOMEM. */
+SCRATCH_API int scratch_writer_open(scratch_store *s, scratch_writer **out);
+
+/* Appends n bytes from p.  Returns n, or -EINVAL (w NULL, p NULL with n > 0)
+ * or -ENOMEM (the bytes could be kept nowhere; the writer stays usable and
+ * holds what it had). */
+SCRATCH_API ssize_t scratch_writer_write(scratch_writer *w, const void *p, size_t n);
+
+/* Publishes what was written as one blob and stores its handle in *out.
+ * Always frees w, also on failure (which leaves nothing behind).
+ * Returns 0, -EINVAL (w or out NULL; w is still freed if not NULL), -ENOMEM. */
+SCRATCH_API int scratch_writer_commit(scratch_writer *w, scratch_handle *out);
+
+/* Discards what was written and frees w.  NULL is a no-op. */
+SCRATCH_API void scratch_writer_abort(scratch_writer *w);
+
+/* --------------------------------------------------------------- metrics */
+
+typedef struct scratch_metrics scratch_metrics;
+
+enum scratch_op { SCRATCH_OP_PUT, SCRATCH_OP_READ, SCRATCH_OP_REMOVE };
+enum scratch_result { SCRATCH_RESULT_SUCCESS, SCRATCH_RESULT_ERROR };
+
+struct scratch_metrics_snapshot {
+	uint64_t handles;       /* loki_scratch_store_handles */
+	uint64_t bytes;         /* loki_scratch_store_bytes */
+	uint64_t ops[3][2];     /* [enum scratch_op][enum scratch_result] counts */
+	double seconds[3][2];   /* summed durations, same indexing */
+};
+
+/* Metrics for observed stores (the counterpart of Loki's Metrics).
+ * Returns 0, -EINVAL, -ENOMEM; -ENOTSUP until metrics are implemented. */
+SCRATCH_API int scratch_metrics_new(scratch_metrics **out);
+SCRATCH_API void scratch_metrics_free(scratch_metrics *m);
+
+/* m == NULL: *out = inner, nothing is wrapped.  Otherwise *out wraps inner
+ * and owns it: closing *out closes inner. */
+SCRATCH_API int scratch_observe(scratch_metrics *m, scratch_store *inner, scratch_store **out);
+SCRATCH_API int scratch_metrics_snapshot(const scratch_metrics *m,
+					 struct scratch_metrics_snapshot *out);
+SCRATCH_API int scratch_metrics_write_prometheus(const scratch_metrics *m, int fd);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SCRATCH_H */

@@ -1,0 +1,67 @@
+/*
+ * backend.h: the contract between the dispatch layer (store.c) and the
+ * backends (memory.c, later filesystem.c).
+ *
+ * store.c validates every argument and then calls a backend; a backend may
+ * therefore assume non-NULL pointers, iovcnt >= 0 with valid bases, and a
+ * total that did not overflow.  Backends own the blob bytes; the handle
+ * table (htab.h), embedded in every store, owns handles and entries.
+ *
+ * Reads need no backend call: an entry's data/size are the blob's bytes,
+ * valid until the entry is released, so store.c looks the handle up and
+ * opens a reader on the entry itself.
+ */
+#ifndef SCRATCH_BACKEND_H
+#define SCRATCH_BACKEND_H
+
+#include <stddef.h>
+#include <sys/uio.h>
+
+#include "htab.h"
+#include "scratch.h"
+
+struct scratch_backend {
+	const char *name;
+	/* Stores the concatenation of iov (total bytes) as one new blob.
+	 * 0 or -ENOMEM; *out is set on success only. */
+	int (*put)(scratch_store *s, const struct iovec *iov, int iovcnt, size_t total,
+		   scratch_handle *out);
+	/* Opens a streaming writer whose w->store is s.  0 or -ENOMEM. */
+	int (*writer_open)(scratch_store *s, scratch_writer **out);
+	/* Appends; n on success, -ENOMEM with the writer unchanged. */
+	ssize_t (*writer_write)(scratch_writer *w, const void *p, size_t n);
+	/* Publishes and frees w.  0 or -ENOMEM (w freed all the same). */
+	int (*writer_commit)(scratch_writer *w, scratch_handle *out);
+	void (*writer_abort)(scratch_writer *w);
+	/* Bytes the backend holds in its heap (e.g. its jemalloc arena). */
+	uint64_t (*heap_bytes)(scratch_store *s);
+	/* The table's callbacks (htab_ops) for this backend. */
+	struct htab_ops table_ops;
+};
+
+struct scratch_store {
+	const struct scratch_backend *backend;
+	struct htab table;
+};
+
+struct scratch_writer {
+	scratch_store *store;
+};
+
+/* Internal statistics, surfaced later by metrics and scratchstat. */
+struct scratch_store_stats {
+	uint64_t handles;      /* live handles */
+	uint64_t bytes;        /* their bytes */
+	uint64_t heap_bytes;   /* bytes held by the backend's heap */
+	uint64_t table_bytes;  /* slot arrays and entry pools */
+};
+
+int scratch_store_stats(scratch_store *s, struct scratch_store_stats *out);
+
+/* reader.c */
+int scratch_reader_open(struct htab *table, struct htab_entry *e, scratch_reader **out);
+
+/* Backend constructors. */
+int scratch_memory_backend_new(scratch_store **out);
+
+#endif

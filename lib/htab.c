@@ -1,0 +1,516 @@
+/*
+ * htab.c: the handle table, an open-addressed hash table with lock-free
+ * lookups.
+ *
+ * Layout.  The table is HTAB_SHARDS independent shards.  A handle carries
+ * its shard in its low HTAB_SHARD_BITS bits and a per-shard sequence number
+ * (1, 2, 3, ...) above them, so handles are never 0 and never reused.  Each
+ * shard has
+ * - a slot array of 8-byte words, linear probing from the Fibonacci hash of
+ *   the sequence number: 0 is empty, ~0 a tombstone, anything else is
+ *   (low 32 bits of the sequence) << 32 | (entry index + 1).  The tag lets a
+ *   probe skip foreign slots without touching their entries;
+ * - a pool of entries in chunks of growing size that are never freed or
+ *   moved while the table lives (type-stable memory: a stale pointer to an
+ *   entry always points at an entry, never at freed memory).
+ * The slot array is rebuilt when live + tombstones pass 3/4 of it or live
+ * falls under 1/4, to a power of two with load in (1/4, 1/2]; so it costs at
+ * most 32 bytes per live handle.  A rebuild copies one shard only: writers
+ * of the other shards never wait, readers never wait at all.
+ *
+ * Concurrency contract.
+ * - Writers (reserve/publish, remove, close, and the release of an entry)
+ *   take their shard's mutex.  Puts pick the thread's next shard in turn and
+ *   skip locked ones, so concurrent puts rarely meet.
+ * - Readers (htab_acquire) take no lock and write nothing shared but the
+ *   entry's reference count.  They load the slot array inside a grace
+ *   section (grace.h); a rebuild publishes the new array and waits out a
+ *   grace period before freeing the old one.
+ * - A reader may find a slot that is stale by the time it looks at the
+ *   entry: the handle may have been removed and the entry recycled.  So a
+ *   reader takes its reference with a CAS that fails unless HTAB_LINKED is
+ *   set, and only then checks the entry's handle.  A removed entry has lost
+ *   HTAB_LINKED for good, so no reader can acquire a handle after its
+ *   removal has returned.
+ * - An entry is released (its bytes freed by the backend, itself put on the
+ *   free list) when its count reaches 0, under its shard's lock.
+ * - htab_close unlinks everything; the table and the backend are destroyed
+ *   when the last shard has no entry left, which may be long after, when
+ *   the last reader closes.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "grace.h"
+#include "htab.h"
+#include "scratch.h"
+
+#define HTAB_LINKED 0x80000000u
+#define HTAB_COUNT_MASK 0x7fffffffu
+#define SLOT_EMPTY 0ull
+#define SLOT_TOMB (~0ull)
+#define MIN_BITS 4
+#define POOL_MAX 0xfffffff0u
+
+struct htab_slots {
+	unsigned bits;
+	uint32_t mask;
+	_Atomic uint64_t slot[];
+};
+
+static __thread unsigned next_shard __attribute__((tls_model("initial-exec")));
+static __thread bool next_shard_set __attribute__((tls_model("initial-exec")));
+static _Atomic unsigned thread_seed;
+
+static inline uint64_t handle_seq(uint64_t h)
+{
+	return h >> HTAB_SHARD_BITS;
+}
+
+static inline uint32_t slot_home(const struct htab_slots *s, uint64_t seq)
+{
+	return (uint32_t)((seq * 0x9e3779b97f4a7c15ull) >> (64 - s->bits));
+}
+
+static inline uint64_t slot_word(uint64_t seq, uint32_t index)
+{
+	return (uint64_t)(uint32_t)seq << 32 | (index + 1u);
+}
+
+static inline bool slot_matches(uint64_t word, uint64_t seq)
+{
+	return word != SLOT_EMPTY && word != SLOT_TOMB && (uint32_t)(word >> 32) == (uint32_t)seq;
+}
+
+/* Chunk c holds entries [64 * (2^c - 1), 64 * (2^(c+1) - 1)). */
+static inline unsigned chunk_of(uint32_t index, uint32_t *offset)
+{
+	uint64_t n = ((uint64_t)index >> 6) + 1;
+	unsigned c = 63u - (unsigned)__builtin_clzll(n);
+
+	*offset = index - (uint32_t)(64 * ((1ull << c) - 1));
+	return c;
+}
+
+static inline struct htab_entry *entry_at(struct htab_shard *sh, uint32_t index)
+{
+	uint32_t offset;
+	unsigned c = chunk_of(index, &offset);
+	/* Acquire: the chunk was stored before the slot or free list that led
+	 * us here was published, but say so rather than rely on dependency. */
+	struct htab_entry *chunk = atomic_load_explicit(&sh->chunks[c], memory_order_acquire);
+
+	return &chunk[offset];
+}
+
+static struct htab_slots *slots_new(unsigned bits)
+{
+	struct htab_slots *s = calloc(1, sizeof(*s) + (sizeof(uint64_t) << bits));
+
+	if (s) {
+		s->bits = bits;
+		s->mask = (1u << bits) - 1;
+	}
+	return s;
+}
+
+static void slots_insert(struct htab_slots *s, uint64_t seq, uint64_t word, uint32_t *ntombs)
+{
+	uint32_t i = slot_home(s, seq);
+
+	for (;; i = (i + 1) & s->mask) {
+		uint64_t old = atomic_load_explicit(&s->slot[i], memory_order_relaxed);
+
+		if (old == SLOT_EMPTY || old == SLOT_TOMB) {
+			if (old == SLOT_TOMB)
+				(*ntombs)--;
+			/* Release: the entry (refs, handle, blob) is complete
+			 * before a reader can find it here. */
+			atomic_store_explicit(&s->slot[i], word, memory_order_release);
+			return;
+		}
+	}
+}
+
+/* Rebuilds sh's slots to fit `live` handles at load (1/4, 1/2]. */
+static int shard_rebuild(struct htab_shard *sh, uint32_t live)
+{
+	struct htab_slots *old = atomic_load_explicit(&sh->slots, memory_order_relaxed);
+	unsigned bits = MIN_BITS;
+
+	while ((2ull * live) > (1ull << bits))
+		bits++;
+	if (bits > 32)
+		return -ENOMEM;
+	struct htab_slots *s = slots_new(bits);
+	uint32_t no_tombs = 0;
+
+	if (!s)
+		return -ENOMEM;
+	for (uint32_t i = 0; i <= old->mask; i++) {
+		uint64_t word = atomic_load_explicit(&old->slot[i], memory_order_relaxed);
+
+		if (word != SLOT_EMPTY && word != SLOT_TOMB) {
+			uint64_t h = atomic_load_explicit(&entry_at(sh, (uint32_t)word - 1)->handle,
+							  memory_order_relaxed);
+			slots_insert(s, handle_seq(h), word, &no_tombs);
+		}
+	}
+	/* seq_cst, the publication side of grace.h's rule (and a release:
+	 * the copied slots are visible before the array is). */
+	atomic_store_explicit(&sh->slots, s, memory_order_seq_cst);
+	sh->ntombs = 0;
+	grace_wait();
+	free(old);
+	return 0;
+}
+
+static int pool_grow(struct htab_shard *sh)
+{
+	uint32_t offset;
+	unsigned c = chunk_of(sh->pool_size, &offset);
+	size_t n = (size_t)64 << c;
+
+	if (sh->pool_size >= POOL_MAX || c >= HTAB_CHUNKS)
+		return -ENOMEM;
+	struct htab_entry *chunk = calloc(n, sizeof(*chunk));
+
+	if (!chunk)
+		return -ENOMEM;
+	/* Newest entries go on the free list last-in so index order is kept. */
+	for (size_t k = n; k-- > 0;) {
+		chunk[k].index = sh->pool_size + (uint32_t)k;
+		chunk[k].next_free = sh->free_head;
+		sh->free_head = chunk[k].index + 1;
+	}
+	/* Release: readers that reach these entries see them initialised. */
+	atomic_store_explicit(&sh->chunks[c], chunk, memory_order_release);
+	sh->pool_size += (uint32_t)n;
+	return 0;
+}
+
+int htab_init(struct htab *t, const struct htab_ops *ops, void *ctx)
+{
+	memset(t, 0, sizeof(*t));
+	t->ops = ops;
+	t->ctx = ctx;
+	for (unsigned i = 0; i < HTAB_SHARDS; i++) {
+		struct htab_shard *sh = &t->shards[i];
+		struct htab_slots *s = slots_new(MIN_BITS);
+
+		if (!s || pthread_mutex_init(&sh->lock, NULL)) {
+			free(s);
+			atomic_init(&t->shards_open, i);
+			htab_fini(t);
+			return -ENOMEM;
+		}
+		atomic_init(&sh->slots, s);
+		sh->next_seq = 1;
+	}
+	atomic_init(&t->shards_open, HTAB_SHARDS);
+	return 0;
+}
+
+/* Frees what htab_init made; shards_open tells how many shards it made. */
+void htab_fini(struct htab *t)
+{
+	unsigned made = atomic_load(&t->shards_open);
+
+	for (unsigned i = 0; i < HTAB_SHARDS; i++) {
+		struct htab_shard *sh = &t->shards[i];
+
+		free(atomic_load_explicit(&sh->slots, memory_order_relaxed));
+		for (unsigned c = 0; c < HTAB_CHUNKS; c++)
+			free(atomic_load_explicit(&sh->chunks[c], memory_order_relaxed));
+		if (i < made || sh->done)
+			pthread_mutex_destroy(&sh->lock);
+	}
+}
+
+static struct htab_shard *lock_next_shard(struct htab *t)
+{
+	if (!next_shard_set) {
+		/* Spread threads' starting shards so they take turns apart. */
+		next_shard = atomic_fetch_add_explicit(&thread_seed, 7, memory_order_relaxed);
+		next_shard_set = true;
+	}
+	unsigned first = next_shard++;
+
+	for (unsigned k = 0; k < HTAB_SHARDS; k++) {
+		struct htab_shard *sh = &t->shards[(first + k) & (HTAB_SHARDS - 1)];
+
+		if (pthread_mutex_trylock(&sh->lock) == 0)
+			return sh;
+	}
+	struct htab_shard *sh = &t->shards[first & (HTAB_SHARDS - 1)];
+
+	pthread_mutex_lock(&sh->lock);
+	return sh;
+}
+
+int htab_reserve(struct htab *t, struct htab_entry **out)
+{
+	struct htab_shard *sh = lock_next_shard(t);
+	struct htab_slots *s = atomic_load_explicit(&sh->slots, memory_order_relaxed);
+	int err = 0;
+
+	if (4ull * (sh->nlive + sh->ntombs + 1) > 3ull * ((uint64_t)s->mask + 1))
+		err = shard_rebuild(sh, sh->nlive + 1);
+	if (!err && sh->free_head == 0)
+		err = pool_grow(sh);
+	if (err) {
+		pthread_mutex_unlock(&sh->lock);
+		return err;
+	}
+	struct htab_entry *e = entry_at(sh, sh->free_head - 1);
+	uint64_t shard = (uint64_t)(sh - t->shards);
+
+	sh->free_head = e->next_free;
+	sh->nused++;
+	/* Relaxed: published by the release store of refs in htab_publish. */
+	atomic_store_explicit(&e->handle, sh->next_seq++ << HTAB_SHARD_BITS | shard,
+			      memory_order_relaxed);
+	e->data = NULL;
+	e->size = 0;
+	e->backing = NULL;
+	e->offset = 0;
+	e->backing_index = 0;
+	*out = e;
+	return 0;
+}
+
+void htab_publish(struct htab *t, struct htab_entry *e)
+{
+	uint64_t h = atomic_load_explicit(&e->handle, memory_order_relaxed);
+	struct htab_shard *sh = &t->shards[htab_shard_of(h)];
+	struct htab_slots *s = atomic_load_explicit(&sh->slots, memory_order_relaxed);
+
+	/* Release: a stale reader whose CAS sees LINKED also sees the new
+	 * handle and blob (the slot store below publishes them to new readers). */
+	atomic_store_explicit(&e->refs, HTAB_LINKED | 1u, memory_order_release);
+	slots_insert(s, handle_seq(h), slot_word(handle_seq(h), e->index), &sh->ntombs);
+	sh->nlive++;
+	atomic_store_explicit(&sh->live, sh->nlive, memory_order_relaxed);
+	atomic_store_explicit(&sh->bytes, atomic_load_explicit(&sh->bytes, memory_order_relaxed) + e->size,
+			      memory_order_relaxed);
+	pthread_mutex_unlock(&sh->lock);
+}
+
+static void entry_free_locked(struct htab_shard *sh, struct htab_entry *e)
+{
+	e->next_free = sh->free_head;
+	sh->free_head = e->index + 1;
+	sh->nused--;
+}
+
+/* Called with sh locked once it may have become empty after close. */
+static bool shard_finish_locked(struct htab *t, struct htab_shard *sh)
+{
+	if (!sh->closed || sh->done || sh->nused != 0)
+		return false;
+	sh->done = true;
+	/* acq_rel: the last shard to finish sees every other shard's frees. */
+	return atomic_fetch_sub_explicit(&t->shards_open, 1, memory_order_acq_rel) == 1;
+}
+
+void htab_cancel(struct htab *t, struct htab_entry *e)
+{
+	struct htab_shard *sh = &t->shards[htab_shard_of(atomic_load_explicit(&e->handle, memory_order_relaxed))];
+
+	entry_free_locked(sh, e);
+	pthread_mutex_unlock(&sh->lock);
+}
+
+static void entry_release_locked(struct htab *t, struct htab_shard *sh, struct htab_entry *e)
+{
+	t->ops->release(t->ctx, e, (unsigned)(sh - t->shards));
+	entry_free_locked(sh, e);
+}
+
+/* Takes a reference unless e is unlinked or about to overflow. */
+static int entry_tryget(struct htab_entry *e)
+{
+	uint32_t v = atomic_load_explicit(&e->refs, memory_order_relaxed);
+
+	do {
+		if (!(v & HTAB_LINKED))
+			return SCRATCH_ENOTFOUND;
+		if ((v & HTAB_COUNT_MASK) == HTAB_COUNT_MASK)
+			return -EOVERFLOW;
+		/* Acquire: pairs with htab_publish's release, so the handle and
+		 * blob we read next are the ones this reference protects. */
+	} while (!atomic_compare_exchange_weak_explicit(&e->refs, &v, v + 1, memory_order_acquire,
+							memory_order_relaxed));
+	return 0;
+}
+
+int htab_acquire(struct htab *t, uint64_t handle, struct htab_entry **out)
+{
+	uint64_t seq = handle_seq(handle);
+	struct htab_shard *sh = &t->shards[htab_shard_of(handle)];
+	struct htab_entry *stale = NULL;
+	int err = SCRATCH_ENOTFOUND;
+
+	*out = NULL;
+	if (seq == 0)
+		return SCRATCH_ENOTFOUND;
+	struct grace_record *g = grace_enter();
+
+	if (!g)
+		return -ENOMEM;
+	/* seq_cst, the reader side of grace.h's rule (a plain load on x86);
+	 * it also acquires, pairing with shard_rebuild's publication. */
+	struct htab_slots *s = atomic_load_explicit(&sh->slots, memory_order_seq_cst);
+
+	for (uint32_t i = slot_home(s, seq);; i = (i + 1) & s->mask) {
+		/* Acquire: pairs with slots_insert's release. */
+		uint64_t word = atomic_load_explicit(&s->slot[i], memory_order_acquire);
+
+		if (word == SLOT_EMPTY)
+			break;
+		if (!slot_matches(word, seq))
+			continue;
+		struct htab_entry *e = entry_at(sh, (uint32_t)word - 1);
+
+		/* Skip tag collisions without touching the count. */
+		if (atomic_load_explicit(&e->handle, memory_order_relaxed) != handle)
+			continue;
+		err = entry_tryget(e);
+		if (err == SCRATCH_ENOTFOUND)
+			continue; /* unlinked: being removed or already recycled */
+		if (err == 0 && atomic_load_explicit(&e->handle, memory_order_relaxed) != handle) {
+			/* Recycled between the check and the CAS, so our handle
+			 * was removed.  Drop the reference outside the section:
+			 * the drop may lock the shard, whose holder may be
+			 * waiting for this very section to end. */
+			stale = e;
+			err = SCRATCH_ENOTFOUND;
+		}
+		if (err == 0)
+			*out = e;
+		break;
+	}
+	grace_exit(g);
+	if (stale)
+		htab_put(t, stale);
+	return err;
+}
+
+void htab_put(struct htab *t, struct htab_entry *e)
+{
+	/* Release: our reads of the blob come before whoever frees it;
+	 * acquire: if we are that one, everyone else's reads come before us. */
+	if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	struct htab_shard *sh = &t->shards[htab_shard_of(atomic_load_explicit(&e->handle, memory_order_relaxed))];
+
+	pthread_mutex_lock(&sh->lock);
+	entry_release_locked(t, sh, e);
+	bool last = shard_finish_locked(t, sh);
+
+	pthread_mutex_unlock(&sh->lock);
+	if (last)
+		t->ops->destroy(t->ctx);
+}
+
+/* Unlinks the live entry in slot i of sh (locked). */
+static void slot_unlink_locked(struct htab *t, struct htab_shard *sh, struct htab_slots *s, uint32_t i)
+{
+	struct htab_entry *e = entry_at(sh, (uint32_t)atomic_load_explicit(&s->slot[i], memory_order_relaxed) - 1);
+
+	/* If the next slot is empty, no probe continues past i: empty it and
+	 * the tombstones before it instead of leaving a tombstone.  Release
+	 * stores: a reader seeing them also sees the entry's unlinking below
+	 * is ordered after; correctness rests on the CAS in entry_tryget. */
+	if (atomic_load_explicit(&s->slot[(i + 1) & s->mask], memory_order_relaxed) == SLOT_EMPTY) {
+		atomic_store_explicit(&s->slot[i], SLOT_EMPTY, memory_order_release);
+		for (uint32_t j = (i - 1) & s->mask;
+		     atomic_load_explicit(&s->slot[j], memory_order_relaxed) == SLOT_TOMB; j = (j - 1) & s->mask) {
+			atomic_store_explicit(&s->slot[j], SLOT_EMPTY, memory_order_release);
+			sh->ntombs--;
+		}
+	} else {
+		atomic_store_explicit(&s->slot[i], SLOT_TOMB, memory_order_release);
+		sh->ntombs++;
+	}
+	sh->nlive--;
+	atomic_store_explicit(&sh->live, sh->nlive, memory_order_relaxed);
+	atomic_store_explicit(&sh->bytes, atomic_load_explicit(&sh->bytes, memory_order_relaxed) - e->size,
+			      memory_order_relaxed);
+	/* acq_rel: release orders our use of e before a reader's free of it;
+	 * acquire orders readers' uses before our release of it. */
+	if (atomic_fetch_sub_explicit(&e->refs, HTAB_LINKED | 1u, memory_order_acq_rel) == (HTAB_LINKED | 1u))
+		entry_release_locked(t, sh, e);
+}
+
+int htab_remove(struct htab *t, uint64_t handle)
+{
+	uint64_t seq = handle_seq(handle);
+	struct htab_shard *sh = &t->shards[htab_shard_of(handle)];
+	int err = SCRATCH_ENOTFOUND;
+
+	if (seq == 0)
+		return SCRATCH_ENOTFOUND;
+	pthread_mutex_lock(&sh->lock);
+	struct htab_slots *s = atomic_load_explicit(&sh->slots, memory_order_relaxed);
+
+	for (uint32_t i = slot_home(s, seq);; i = (i + 1) & s->mask) {
+		uint64_t word = atomic_load_explicit(&s->slot[i], memory_order_relaxed);
+
+		if (word == SLOT_EMPTY)
+			break;
+		if (slot_matches(word, seq) &&
+		    atomic_load_explicit(&entry_at(sh, (uint32_t)word - 1)->handle, memory_order_relaxed) == handle) {
+			slot_unlink_locked(t, sh, s, i);
+			err = 0;
+			break;
+		}
+	}
+	/* Shrink when under 1/4 full; a failed shrink only costs memory. */
+	if (err == 0 && s->bits > MIN_BITS && 4ull * sh->nlive < (uint64_t)s->mask + 1)
+		(void)shard_rebuild(sh, sh->nlive);
+	pthread_mutex_unlock(&sh->lock);
+	return err;
+}
+
+void htab_close(struct htab *t)
+{
+	bool last = false;
+
+	for (unsigned k = 0; k < HTAB_SHARDS; k++) {
+		struct htab_shard *sh = &t->shards[k];
+
+		pthread_mutex_lock(&sh->lock);
+		struct htab_slots *s = atomic_load_explicit(&sh->slots, memory_order_relaxed);
+
+		for (uint32_t i = 0; i <= s->mask && sh->nlive; i++) {
+			uint64_t word = atomic_load_explicit(&s->slot[i], memory_order_relaxed);
+
+			if (word != SLOT_EMPTY && word != SLOT_TOMB)
+				slot_unlink_locked(t, sh, s, i);
+		}
+		sh->closed = true;
+		last = shard_finish_locked(t, sh);
+		pthread_mutex_unlock(&sh->lock);
+	}
+	if (last)
+		t->ops->destroy(t->ctx);
+}
+
+void htab_stats(struct htab *t, struct htab_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (unsigned k = 0; k < HTAB_SHARDS; k++) {
+		struct htab_shard *sh = &t->shards[k];
+
+		out->live += atomic_load_explicit(&sh->live, memory_order_relaxed);
+		out->bytes += atomic_load_explicit(&sh->bytes, memory_order_relaxed);
+		pthread_mutex_lock(&sh->lock);
+		struct htab_slots *s = atomic_load_explicit(&sh->slots, memory_order_relaxed);
+
+		out->slot_bytes += sizeof(*s) + (((uint64_t)s->mask + 1) * sizeof(uint64_t));
+		out->entry_bytes += (uint64_t)sh->pool_size * sizeof(struct htab_entry);
+		pthread_mutex_unlock(&sh->lock);
+	}
+}

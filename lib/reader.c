@@ -1,0 +1,108 @@
+/*
+ * reader.c: seekable views of a blob.
+ *
+ * A reader holds one reference on the blob's table entry, so neither
+ * scratch_remove nor scratch_store_close can free the bytes under it: they
+ * go when the last reference does, on whichever thread drops it.  The bytes
+ * are immutable, so reading needs no lock; a reader belongs to one thread
+ * at a time, so its offset needs none either.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+
+struct scratch_reader {
+	struct htab *table;
+	struct htab_entry *entry;
+	const unsigned char *data;
+	uint64_t size;
+	uint64_t offset;
+};
+
+int scratch_reader_open(struct htab *table, struct htab_entry *e, scratch_reader **out)
+{
+	scratch_reader *r = malloc(sizeof(*r));
+
+	if (!r) {
+		htab_put(table, e);
+		return -ENOMEM;
+	}
+	r->table = table;
+	r->entry = e;
+	r->data = e->data;
+	r->size = e->size;
+	r->offset = 0;
+	*out = r;
+	return 0;
+}
+
+ssize_t scratch_reader_read(scratch_reader *r, void *buf, size_t n)
+{
+	if (!r || (!buf && n))
+		return -EINVAL;
+	if (r->offset >= r->size)
+		return 0;
+	uint64_t left = r->size - r->offset;
+
+	if (n > left)
+		n = (size_t)left;
+	if (n > SSIZE_MAX)
+		n = SSIZE_MAX;
+	memcpy(buf, r->data + r->offset, n);
+	r->offset += n;
+	return (ssize_t)n;
+}
+
+int64_t scratch_reader_seek(scratch_reader *r, int64_t offset, int whence)
+{
+	int64_t base;
+
+	if (!r)
+		return -EINVAL;
+	switch (whence) {
+	case SEEK_SET:
+		base = 0;
+		break;
+	case SEEK_CUR:
+		base = (int64_t)r->offset;
+		break;
+	case SEEK_END:
+		base = (int64_t)r->size;
+		break;
+	default:
+		return -EINVAL;
+	}
+	int64_t to;
+
+	if (__builtin_add_overflow(base, offset, &to) || to < 0)
+		return -EINVAL;
+	r->offset = (uint64_t)to;
+	return to;
+}
+
+uint64_t scratch_reader_size(const scratch_reader *r)
+{
+	return r ? r->size : 0;
+}
+
+const void *scratch_reader_data(const scratch_reader *r)
+{
+	static const unsigned char empty[1];
+
+	if (!r)
+		return NULL;
+	return r->data ? (const void *)r->data : (const void *)empty;
+}
+
+int scratch_reader_close(scratch_reader *r)
+{
+	if (!r)
+		return 0;
+	htab_put(r->table, r->entry);
+	free(r);
+	return 0;
+}

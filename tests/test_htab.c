@@ -1,0 +1,289 @@
+/*
+ * test_htab.c: the handle table on its own, with a fake backend whose
+ * "blob" is the entry's handle written into the size field, so every
+ * lookup can be checked against the handle it was asked for.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "htab.h"
+#include "testutil.h"
+#include "scratch.h"
+
+struct fake {
+	struct htab table;
+	_Atomic uint64_t released;
+	_Atomic int destroyed;
+};
+
+static void fake_release(void *ctx, struct htab_entry *e, unsigned shard)
+{
+	struct fake *f = ctx;
+
+	require(shard == htab_shard_of(e->handle));
+	require(e->size == e->handle);
+	atomic_fetch_add(&f->released, 1);
+}
+
+static void fake_destroy(void *ctx)
+{
+	struct fake *f = ctx;
+
+	htab_fini(&f->table);
+	atomic_store(&f->destroyed, 1);
+}
+
+static const struct htab_ops fake_ops = { fake_release, fake_destroy };
+
+static struct fake *fake_new(void)
+{
+	struct fake *f = aligned_alloc(64, sizeof(*f));
+
+	require(f != NULL);
+	require(htab_init(&f->table, &fake_ops, f) == 0);
+	atomic_init(&f->released, 0);
+	atomic_init(&f->destroyed, 0);
+	return f;
+}
+
+static uint64_t insert(struct fake *f)
+{
+	struct htab_entry *e;
+
+	require(htab_reserve(&f->table, &e) == 0);
+	require(e->handle != 0);
+	e->size = e->handle;
+	uint64_t h = e->handle;
+
+	htab_publish(&f->table, e);
+	return h;
+}
+
+static void expect_found(struct fake *f, uint64_t h)
+{
+	struct htab_entry *e;
+
+	require(htab_acquire(&f->table, h, &e) == 0);
+	require(e->handle == h);
+	require(e->size == h);
+	htab_put(&f->table, e);
+}
+
+static void expect_missing(struct fake *f, uint64_t h)
+{
+	struct htab_entry *e;
+
+	require(htab_acquire(&f->table, h, &e) == SCRATCH_ENOTFOUND);
+	require(e == NULL);
+}
+
+START_TEST(test_insert_lookup_remove)
+{
+	struct fake *f = fake_new();
+	uint64_t h = insert(f);
+
+	expect_found(f, h);
+	expect_missing(f, 0);
+	expect_missing(f, h + HTAB_SHARDS); /* same shard, never issued */
+	require(htab_remove(&f->table, h) == 0);
+	expect_missing(f, h);
+	require(htab_remove(&f->table, h) == SCRATCH_ENOTFOUND);
+	require(htab_remove(&f->table, 0) == SCRATCH_ENOTFOUND);
+	require(atomic_load(&f->released) == 1);
+	htab_close(&f->table);
+	require(atomic_load(&f->destroyed) == 1);
+	free(f);
+}
+END_TEST
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Grows through many rebuilds, then shrinks; every handle stays findable,
+ * handles are unique, and the slot arrays stay within 32 bytes a handle. */
+START_TEST(test_grow_shrink_unique)
+{
+	enum { N = 200000 };
+	struct fake *f = fake_new();
+	uint64_t *h = malloc(N * sizeof(*h)), *sorted = malloc(N * sizeof(*h));
+	struct htab_stats st;
+
+	for (size_t i = 0; i < N; i++)
+		h[i] = insert(f);
+	for (size_t i = 0; i < N; i++)
+		expect_found(f, h[i]);
+	htab_stats(&f->table, &st);
+	require(st.live == N);
+	require(st.slot_bytes <= 32ull * N);
+	memcpy(sorted, h, N * sizeof(*h));
+	qsort(sorted, N, sizeof(*h), cmp_u64);
+	for (size_t i = 1; i < N; i++)
+		require(sorted[i - 1] != sorted[i]);
+	/* Remove 15 in 16: the tables shrink, the rest stay findable. */
+	for (size_t i = 0; i < N; i++)
+		if (i % 16)
+			require(htab_remove(&f->table, h[i]) == 0);
+	for (size_t i = 0; i < N; i++) {
+		if (i % 16)
+			expect_missing(f, h[i]);
+		else
+			expect_found(f, h[i]);
+	}
+	htab_stats(&f->table, &st);
+	require(st.live == N / 16);
+	require(st.slot_bytes <= 32ull * (N / 16));
+	/* New handles never repeat removed ones. */
+	for (size_t i = 0; i < 1000; i++) {
+		uint64_t x = insert(f);
+
+		require(bsearch(&x, sorted, N, sizeof(*h), cmp_u64) == NULL);
+	}
+	htab_close(&f->table);
+	require(atomic_load(&f->destroyed) == 1);
+	require(atomic_load(&f->released) == N + 1000);
+	free(h);
+	free(sorted);
+	free(f);
+}
+END_TEST
+
+/* A reference taken before remove and close keeps the entry, and the
+ * table, alive until it is put back. */
+START_TEST(test_refs_outlive_remove_and_close)
+{
+	struct fake *f = fake_new();
+	uint64_t a = insert(f), b = insert(f);
+	struct htab_entry *ea, *eb;
+
+	require(htab_acquire(&f->table, a, &ea) == 0);
+	require(htab_acquire(&f->table, b, &eb) == 0);
+	require(htab_remove(&f->table, a) == 0);
+	require(atomic_load(&f->released) == 0);
+	expect_missing(f, a);
+	htab_close(&f->table);
+	require(atomic_load(&f->destroyed) == 0);
+	require(ea->size == a);
+	htab_put(&f->table, ea);
+	require(atomic_load(&f->released) == 1);
+	require(atomic_load(&f->destroyed) == 0);
+	require(eb->size == b);
+	htab_put(&f->table, eb);
+	require(atomic_load(&f->destroyed) == 1);
+	free(f);
+}
+END_TEST
+
+START_TEST(test_cancel)
+{
+	struct fake *f = fake_new();
+	struct htab_entry *e;
+
+	require(htab_reserve(&f->table, &e) == 0);
+	uint64_t h = e->handle;
+
+	htab_cancel(&f->table, e);
+	expect_missing(f, h);
+	uint64_t next = insert(f);
+
+	require(next != h);
+	htab_close(&f->table);
+	require(atomic_load(&f->destroyed) == 1);
+	free(f);
+}
+END_TEST
+
+/* Four threads insert, look up and remove at once, each also looking up
+ * handles that the others own (which may vanish at any time) and checking
+ * that whatever it finds is the entry it asked for. */
+enum { STRESS_THREADS = 4, STRESS_ROUNDS = 300000, STRESS_KEEP = 512 };
+
+struct stress {
+	struct fake *f;
+	_Atomic uint64_t recent[STRESS_THREADS][64];
+	unsigned id;
+	uint64_t found_foreign;
+};
+
+static struct stress stress_shared;
+
+static void *stress_thread(void *arg)
+{
+	unsigned id = (unsigned)(uintptr_t)arg;
+	struct fake *f = stress_shared.f;
+	uint64_t keep[STRESS_KEEP] = { 0 };
+	uint64_t rnd = 0x9e3779b97f4a7c15ull * (id + 1);
+	uintptr_t found = 0;
+
+	for (unsigned r = 0; r < STRESS_ROUNDS; r++) {
+		unsigned k = r % STRESS_KEEP;
+		struct htab_entry *e;
+
+		if (keep[k]) {
+			expect_found(f, keep[k]);
+			require(htab_remove(&f->table, keep[k]) == 0);
+			expect_missing(f, keep[k]);
+		}
+		keep[k] = insert(f);
+		atomic_store(&stress_shared.recent[id][r % 64], keep[k]);
+		rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
+		uint64_t other = atomic_load(&stress_shared.recent[rnd % STRESS_THREADS][(rnd >> 8) % 64]);
+
+		if (other && htab_acquire(&f->table, other, &e) == 0) {
+			require(e->handle == other);
+			require(e->size == other);
+			htab_put(&f->table, e);
+			found++;
+		}
+	}
+	for (unsigned k = 0; k < STRESS_KEEP; k++)
+		if (keep[k])
+			require(htab_remove(&f->table, keep[k]) == 0);
+	return (void *)found;
+}
+
+START_TEST(test_threads_stress)
+{
+	pthread_t t[STRESS_THREADS];
+	uintptr_t found = 0;
+
+	stress_shared.f = fake_new();
+	for (uintptr_t i = 0; i < STRESS_THREADS; i++)
+		require(pthread_create(&t[i], NULL, stress_thread, (void *)i) == 0);
+	for (unsigned i = 0; i < STRESS_THREADS; i++) {
+		void *ret;
+
+		pthread_join(t[i], &ret);
+		found += (uintptr_t)ret;
+	}
+	require(found > 0);
+	struct htab_stats st;
+
+	htab_stats(&stress_shared.f->table, &st);
+	require(st.live == 0);
+	require(atomic_load(&stress_shared.f->released) == (uint64_t)STRESS_THREADS * STRESS_ROUNDS);
+	htab_close(&stress_shared.f->table);
+	require(atomic_load(&stress_shared.f->destroyed) == 1);
+	free(stress_shared.f);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("htab");
+	TCase *tc = tcase_create("core");
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_insert_lookup_remove);
+	tcase_add_test(tc, test_grow_shrink_unique);
+	tcase_add_test(tc, test_refs_outlive_remove_and_close);
+	tcase_add_test(tc, test_cancel);
+	tcase_add_test(tc, test_threads_stress);
+	suite_add_tcase(s, tc);
+
+	return run_suite(s);
+}
