@@ -41,6 +41,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "grace.h"
 #include "htab.h"
@@ -104,9 +105,55 @@ static inline struct htab_entry *entry_at(struct htab_shard *sh, uint32_t index)
 	return &chunk[offset];
 }
 
+/*
+ * Zeroed memory for slot arrays and entry chunks.  From 2 MiB up it is
+ * mapped 2 MiB-aligned and offered to transparent huge pages: a lookup in a
+ * table of millions touches a random slot and a random entry, and on 4 KiB
+ * pages each of those touches also costs a page walk that misses the cache.
+ */
+#define HUGE_SIZE (2u << 20)
+
+static void *table_alloc(size_t n)
+{
+	if (n < HUGE_SIZE)
+		return calloc(1, n);
+	size_t len = (n + HUGE_SIZE - 1) & ~(size_t)(HUGE_SIZE - 1);
+	unsigned char *p = mmap(NULL, len + HUGE_SIZE, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	unsigned char *aligned = (unsigned char *)(((uintptr_t)p + HUGE_SIZE - 1) & ~(uintptr_t)(HUGE_SIZE - 1));
+
+	if (aligned > p)
+		munmap(p, (size_t)(aligned - p));
+	if (aligned + len < p + len + HUGE_SIZE)
+		munmap(aligned + len, (size_t)(p + len + HUGE_SIZE - (aligned + len)));
+	(void)madvise(aligned, len, MADV_HUGEPAGE); /* advice only: fine to fail */
+	return aligned;
+}
+
+static void table_free(void *p, size_t n)
+{
+	if (n < HUGE_SIZE)
+		free(p);
+	else if (p)
+		munmap(p, (n + HUGE_SIZE - 1) & ~(size_t)(HUGE_SIZE - 1));
+}
+
+static size_t slots_size(unsigned bits)
+{
+	return sizeof(struct htab_slots) + (sizeof(uint64_t) << bits);
+}
+
+static size_t chunk_size(unsigned c)
+{
+	return ((size_t)64 << c) * sizeof(struct htab_entry);
+}
+
 static struct htab_slots *slots_new(unsigned bits)
 {
-	struct htab_slots *s = calloc(1, sizeof(*s) + (sizeof(uint64_t) << bits));
+	struct htab_slots *s = table_alloc(slots_size(bits));
 
 	if (s) {
 		s->bits = bits;
@@ -162,7 +209,7 @@ static int shard_rebuild(struct htab_shard *sh, uint32_t live)
 	atomic_store_explicit(&sh->slots, s, memory_order_seq_cst);
 	sh->ntombs = 0;
 	grace_wait();
-	free(old);
+	table_free(old, slots_size(old->bits));
 	return 0;
 }
 
@@ -174,7 +221,7 @@ static int pool_grow(struct htab_shard *sh)
 
 	if (sh->pool_size >= POOL_MAX || c >= HTAB_CHUNKS)
 		return -ENOMEM;
-	struct htab_entry *chunk = calloc(n, sizeof(*chunk));
+	struct htab_entry *chunk = table_alloc(chunk_size(c));
 
 	if (!chunk)
 		return -ENOMEM;
@@ -200,7 +247,7 @@ int htab_init(struct htab *t, const struct htab_ops *ops, void *ctx)
 		struct htab_slots *s = slots_new(MIN_BITS);
 
 		if (!s || pthread_mutex_init(&sh->lock, NULL)) {
-			free(s);
+			table_free(s, slots_size(MIN_BITS));
 			atomic_init(&t->shards_open, i);
 			htab_fini(t);
 			return -ENOMEM;
@@ -220,9 +267,12 @@ void htab_fini(struct htab *t)
 	for (unsigned i = 0; i < HTAB_SHARDS; i++) {
 		struct htab_shard *sh = &t->shards[i];
 
-		free(atomic_load_explicit(&sh->slots, memory_order_relaxed));
+		struct htab_slots *s = atomic_load_explicit(&sh->slots, memory_order_relaxed);
+
+		if (s)
+			table_free(s, slots_size(s->bits));
 		for (unsigned c = 0; c < HTAB_CHUNKS; c++)
-			free(atomic_load_explicit(&sh->chunks[c], memory_order_relaxed));
+			table_free(atomic_load_explicit(&sh->chunks[c], memory_order_relaxed), chunk_size(c));
 		if (i < made || sh->done)
 			pthread_mutex_destroy(&sh->lock);
 	}
