@@ -14,14 +14,16 @@
  *   moved while the table lives (type-stable memory: a stale pointer to an
  *   entry always points at an entry, never at freed memory).
  * The slot array is rebuilt when live + tombstones pass 3/4 of it or live
- * falls under 1/4, to a power of two with load in (1/4, 1/2]; so it costs at
- * most 32 bytes per live handle.  A rebuild copies one shard only: writers
+ * falls under 1/4 (shards of 1024 slots or less are never shrunk), to a
+ * power of two with load in (1/4, 1/2]; so it costs at most 32 bytes per
+ * live handle, plus at most 8 KiB per shard.  A rebuild copies one shard only: writers
  * of the other shards never wait, readers never wait at all.
  *
  * Concurrency contract.
  * - Writers (reserve/publish, remove, close, and the release of an entry)
- *   take their shard's mutex.  Puts pick the thread's next shard in turn and
- *   skip locked ones, so concurrent puts rarely meet.
+ *   take their shard's mutex.  Puts stay on the thread's current shard for
+ *   a run of puts, then move on, and skip locked shards, so concurrent puts
+ *   rarely meet (lock_next_shard).
  * - Readers (htab_acquire) take no lock and write nothing shared but the
  *   entry's reference count.  They load the slot array inside a grace
  *   section (grace.h); a rebuild publishes the new array and waits out a
@@ -52,6 +54,7 @@
 #define SLOT_EMPTY 0ull
 #define SLOT_TOMB (~0ull)
 #define MIN_BITS 4
+#define SHRINK_MIN_BITS 10 /* never shrink a shard below 1024 slots (8 KiB) */
 #define POOL_MAX 0xfffffff0u
 
 struct htab_slots {
@@ -237,6 +240,23 @@ static int pool_grow(struct htab_shard *sh)
 	return 0;
 }
 
+/*
+ * Shard critical sections last tens of nanoseconds, and here waking a thread
+ * that slept on the other vCPU costs ~80 us: spin briefly before sleeping.
+ */
+static int shard_lock_init(pthread_mutex_t *lock)
+{
+	pthread_mutexattr_t attr;
+	int err = pthread_mutexattr_init(&attr);
+
+	if (err)
+		return err;
+	(void)pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+	err = pthread_mutex_init(lock, &attr);
+	pthread_mutexattr_destroy(&attr);
+	return err;
+}
+
 int htab_init(struct htab *t, const struct htab_ops *ops, void *ctx)
 {
 	memset(t, 0, sizeof(*t));
@@ -246,7 +266,7 @@ int htab_init(struct htab *t, const struct htab_ops *ops, void *ctx)
 		struct htab_shard *sh = &t->shards[i];
 		struct htab_slots *s = slots_new(MIN_BITS);
 
-		if (!s || pthread_mutex_init(&sh->lock, NULL)) {
+		if (!s || shard_lock_init(&sh->lock)) {
 			table_free(s, slots_size(MIN_BITS));
 			atomic_init(&t->shards_open, i);
 			htab_fini(t);
@@ -278,14 +298,24 @@ void htab_fini(struct htab *t)
 	}
 }
 
+/*
+ * A thread puts into one shard for PUTS_PER_SHARD puts in a row, then moves
+ * on to the next.  Staying keeps the shard's lock, counters, pool and the
+ * backend's per-shard cache in this core's cache; moving keeps a
+ * single-threaded program's handles spread over all shards, so that no
+ * shard, and no rebuild, grows to the size of the whole table.  A busy
+ * shard is skipped, so concurrent putters rarely wait for each other.
+ */
+#define PUTS_PER_SHARD 64
+
 static struct htab_shard *lock_next_shard(struct htab *t)
 {
 	if (!next_shard_set) {
 		/* Spread threads' starting shards so they take turns apart. */
-		next_shard = atomic_fetch_add_explicit(&thread_seed, 7, memory_order_relaxed);
+		next_shard = atomic_fetch_add_explicit(&thread_seed, 7 * PUTS_PER_SHARD, memory_order_relaxed);
 		next_shard_set = true;
 	}
-	unsigned first = next_shard++;
+	unsigned first = next_shard++ / PUTS_PER_SHARD;
 
 	for (unsigned k = 0; k < HTAB_SHARDS; k++) {
 		struct htab_shard *sh = &t->shards[(first + k) & (HTAB_SHARDS - 1)];
@@ -517,8 +547,10 @@ int htab_remove(struct htab *t, uint64_t handle)
 			break;
 		}
 	}
-	/* Shrink when under 1/4 full; a failed shrink only costs memory. */
-	if (err == 0 && s->bits > MIN_BITS && 4ull * sh->nlive < (uint64_t)s->mask + 1)
+	/* Shrink when under 1/4 full, but leave small shards alone: they would
+	 * thrash between growing and shrinking as puts come in runs.  A failed
+	 * shrink only costs memory. */
+	if (err == 0 && s->bits > SHRINK_MIN_BITS && 4ull * sh->nlive < (uint64_t)s->mask + 1)
 		(void)shard_rebuild(sh, sh->nlive);
 	pthread_mutex_unlock(&sh->lock);
 	return err;
