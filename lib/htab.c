@@ -118,8 +118,11 @@ static inline struct htab_entry *entry_at(struct htab_shard *sh, uint32_t index)
 
 static void *table_alloc(size_t n)
 {
-	if (n < HUGE_SIZE)
-		return calloc(1, n);
+	if (n < HUGE_SIZE) {
+		void *p = aligned_alloc(64, (n + 63) & ~(size_t)63);
+
+		return p ? memset(p, 0, n) : NULL;
+	}
 	size_t len = (n + HUGE_SIZE - 1) & ~(size_t)(HUGE_SIZE - 1);
 	unsigned char *p = mmap(NULL, len + HUGE_SIZE, PROT_READ | PROT_WRITE,
 				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
