@@ -101,3 +101,12 @@ void grace_wait(void)
 		}
 	}
 }
+
+unsigned grace_records(void)
+{
+	unsigned n = 0;
+
+	for (struct grace_record *r = atomic_load_explicit(&registry, memory_order_acquire); r; r = r->next)
+		n++;
+	return n;
+}

@@ -54,4 +54,7 @@ static inline void grace_exit(struct grace_record *r)
 
 void grace_wait(void);
 
+/* Records in the registry: the most threads that were ever reading at once. */
+unsigned grace_records(void);
+
 #endif

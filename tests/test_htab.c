@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "grace.h"
 #include "htab.h"
 #include "testutil.h"
 #include "scratch.h"
@@ -272,6 +273,35 @@ START_TEST(test_threads_stress)
 }
 END_TEST
 
+/* Threads that come and go hand their reader records on: a pipeline that
+ * starts a thread per task must not grow the registry without bound. */
+static void *lookup_once(void *arg)
+{
+	struct fake *f = arg;
+	struct htab_entry *e;
+
+	require(htab_acquire(&f->table, HTAB_SHARDS, &e) == SCRATCH_ENOTFOUND);
+	return NULL;
+}
+
+START_TEST(test_thread_records_reused)
+{
+	struct fake *f = fake_new();
+	pthread_t t;
+
+	lookup_once(f);
+	unsigned before = grace_records();
+
+	for (int i = 0; i < 200; i++) {
+		ck_assert_int_eq(pthread_create(&t, NULL, lookup_once, f), 0);
+		pthread_join(t, NULL);
+	}
+	ck_assert_uint_le(grace_records(), before + 1);
+	htab_close(&f->table);
+	free(f);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("htab");
@@ -283,6 +313,7 @@ int main(void)
 	tcase_add_test(tc, test_refs_outlive_remove_and_close);
 	tcase_add_test(tc, test_cancel);
 	tcase_add_test(tc, test_threads_stress);
+	tcase_add_test(tc, test_thread_records_reused);
 	suite_add_tcase(s, tc);
 
 	return run_suite(s);

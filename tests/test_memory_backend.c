@@ -1,0 +1,84 @@
+/*
+ * test_memory_backend.c: the memory backend's own promises, seen through
+ * the internal stats call: blob bytes are counted in the store's heap (its
+ * jemalloc arena) and go back when blobs are removed.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "testutil.h"
+
+START_TEST(test_heap_follows_blobs)
+{
+	enum { N = 64, SIZE = 256 * 1024 };
+	scratch_store *s;
+	scratch_handle h[N];
+	struct scratch_store_stats st;
+	unsigned char *buf = calloc(1, SIZE);
+
+	ck_assert_int_eq(scratch_memory_new(&s), 0);
+	ck_assert_int_eq(scratch_store_stats(s, &st), 0);
+	ck_assert_uint_eq(st.handles, 0);
+	ck_assert_uint_eq(st.bytes, 0);
+	uint64_t empty_heap = st.heap_bytes;
+
+	for (int i = 0; i < N; i++)
+		require(scratch_put(s, buf, SIZE, &h[i]) == 0);
+	ck_assert_int_eq(scratch_store_stats(s, &st), 0);
+	ck_assert_uint_eq(st.handles, N);
+	ck_assert_uint_eq(st.bytes, (uint64_t)N * SIZE);
+	ck_assert_uint_ge(st.heap_bytes, empty_heap + (uint64_t)N * SIZE);
+	ck_assert_uint_gt(st.table_bytes, 0);
+	for (int i = 0; i < N; i++)
+		require(scratch_remove(s, h[i]) == 0);
+	ck_assert_int_eq(scratch_store_stats(s, &st), 0);
+	ck_assert_uint_eq(st.handles, 0);
+	ck_assert_uint_eq(st.bytes, 0);
+	ck_assert_uint_lt(st.heap_bytes, empty_heap + SIZE);
+	ck_assert_int_eq(scratch_store_stats(NULL, &st), -EINVAL);
+	ck_assert_int_eq(scratch_store_stats(s, NULL), -EINVAL);
+	scratch_store_close(s);
+	free(buf);
+}
+END_TEST
+
+/* Small blobs go through the per-shard caches, large ones around them;
+ * both kinds, put from several shards, read back intact. */
+START_TEST(test_small_and_large_round_trip)
+{
+	static const size_t sizes[] = { 1, 100, 16 * 1024, 16 * 1024 + 1, 100000 };
+	scratch_store *s;
+	unsigned char *buf = malloc(100000);
+
+	ck_assert_int_eq(scratch_memory_new(&s), 0);
+	for (int round = 0; round < 300; round++) {
+		size_t n = sizes[round % 5];
+		scratch_handle h;
+		scratch_reader *r;
+
+		memset(buf, round, n);
+		require(scratch_put(s, buf, n, &h) == 0);
+		require(scratch_read(s, h, &r) == 0);
+		require(scratch_reader_size(r) == n);
+		require(memcmp(scratch_reader_data(r), buf, n) == 0);
+		require(scratch_reader_close(r) == 0);
+		if (round % 2)
+			require(scratch_remove(s, h) == 0);
+	}
+	scratch_store_close(s);
+	free(buf);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("memory backend");
+	TCase *tc = tcase_create("arena");
+
+	tcase_add_test(tc, test_heap_follows_blobs);
+	tcase_add_test(tc, test_small_and_large_round_trip);
+	suite_add_tcase(s, tc);
+	return run_suite(s);
+}
