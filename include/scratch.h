@@ -113,6 +113,16 @@ SCRATCH_API int scratch_open(const scratch_logger *logger, const char *path, scr
  * NULL is a no-op. */
 SCRATCH_API void scratch_store_close(scratch_store *s);
 
+/* Writes out what a filesystem store still holds in its staging buffers
+ * (small blobs are packed in memory and written in large batches: when a
+ * buffer fills, on this call, and on close).  Blobs stay readable throughout;
+ * this only bounds how much sits in memory and forces the disk write now.
+ * A blob whose write fails is kept in memory (with a WARN log line): this
+ * returns 0 even then, since nothing was lost.  A memory store has nothing
+ * to flush.  Safe to call from any thread.
+ * Returns 0 or -EINVAL (s NULL). */
+SCRATCH_API int scratch_store_flush(scratch_store *s);
+
 /* Copies n bytes from p into a new blob and stores its handle in *out; p may
  * be reused at once.  n == 0 is a valid, empty blob (p may then be NULL).
  * Returns 0; -EINVAL (s or out NULL, p NULL with n > 0); -ENOMEM when the

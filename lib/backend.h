@@ -17,6 +17,9 @@
 #include <stddef.h>
 #include <sys/uio.h>
 
+#include <string.h>
+
+#include "heap.h"
 #include "htab.h"
 #include "scratch.h"
 
@@ -33,6 +36,8 @@ struct scratch_backend {
 	/* Publishes and frees w.  0 or -ENOMEM (w freed all the same). */
 	int (*writer_commit)(scratch_writer *w, scratch_handle *out);
 	void (*writer_abort)(scratch_writer *w);
+	/* Writes out staged data; NULL if the backend stages nothing.  0. */
+	int (*flush)(scratch_store *s);
 	/* Bytes the backend holds in its heap (e.g. its jemalloc arena). */
 	uint64_t (*heap_bytes)(scratch_store *s);
 	/* The table's callbacks (htab_ops) for this backend. */
@@ -57,6 +62,16 @@ struct scratch_store_stats {
 };
 
 int scratch_store_stats(scratch_store *s, struct scratch_store_stats *out);
+
+/* Copies the concatenation of iov[0..iovcnt) to dst. */
+static inline void copy_iov(unsigned char *dst, const struct iovec *iov, int iovcnt)
+{
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len)
+			memcpy(dst, iov[i].iov_base, iov[i].iov_len);
+		dst += iov[i].iov_len;
+	}
+}
 
 /* reader.c */
 int scratch_reader_open(struct htab *table, struct htab_entry *e, scratch_reader **out);

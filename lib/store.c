@@ -67,6 +67,13 @@ void scratch_store_close(scratch_store *s)
 		htab_close(&s->table);
 }
 
+int scratch_store_flush(scratch_store *s)
+{
+	if (!s)
+		return -EINVAL;
+	return s->backend->flush ? s->backend->flush(s) : 0;
+}
+
 /* Checks an iovec array and sums its lengths into *total. */
 static int iov_total(const struct iovec *iov, size_t n, size_t *total)
 {

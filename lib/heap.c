@@ -1,0 +1,144 @@
+/*
+ * heap.c: blob memory on a private jemalloc arena.
+ *
+ * Blob bytes come from a jemalloc arena created for the store alone
+ * (arenas.create), so the store's memory is kept apart from the program's
+ * heap, can be measured on its own (stats.arenas.<i>.*) and goes back in
+ * one arena.<i>.destroy when the store's last blob is released.
+ *
+ * jemalloc's automatic thread caches would mix our blocks with the host's,
+ * so every call names its cache explicitly: each table shard owns a private
+ * tcache (tcache.create), used only under that shard's lock; every other
+ * call goes without a cache.
+ *
+ * Built with -Dallocator=malloc (the sanitizer builds), the same interface
+ * runs on plain malloc, which ASan and valgrind can see into, and counts its
+ * bytes itself.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "heap.h"
+
+#if SCRATCH_WITH_JEMALLOC
+#include <jemalloc/jemalloc.h>
+
+static int cache_flag(struct heap *h, int cache)
+{
+	return cache < 0 ? MALLOCX_TCACHE_NONE : MALLOCX_TCACHE(h->tcache[cache]);
+}
+
+void *heap_alloc(struct heap *h, int cache, size_t n)
+{
+	return mallocx(n, MALLOCX_ARENA(h->arena) | cache_flag(h, cache));
+}
+
+void *heap_grow(struct heap *h, void *p, size_t n)
+{
+	int flags = MALLOCX_ARENA(h->arena) | MALLOCX_TCACHE_NONE;
+
+	return p ? rallocx(p, n, flags) : mallocx(n, flags);
+}
+
+void heap_free(struct heap *h, int cache, void *p)
+{
+	if (p)
+		dallocx(p, cache_flag(h, cache));
+}
+
+int heap_open(struct heap *h)
+{
+	size_t sz = sizeof(unsigned);
+
+	if (mallctl("arenas.create", &h->arena, &sz, NULL, 0))
+		return -ENOMEM;
+	h->arena_made = true;
+	for (; h->ntcaches < HTAB_SHARDS; h->ntcaches++) {
+		sz = sizeof(unsigned);
+		if (mallctl("tcache.create", &h->tcache[h->ntcaches], &sz, NULL, 0))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+void heap_close(struct heap *h)
+{
+	char name[64];
+
+	/* The caches must be flushed before their arena goes. */
+	for (unsigned i = 0; i < h->ntcaches; i++)
+		(void)mallctl("tcache.destroy", NULL, NULL, &h->tcache[i], sizeof(unsigned));
+	if (h->arena_made) {
+		snprintf(name, sizeof(name), "arena.%u.destroy", h->arena);
+		(void)mallctl(name, NULL, NULL, NULL, 0);
+	}
+}
+
+uint64_t heap_bytes(struct heap *h)
+{
+	static const char *const kinds[] = { "small", "large" };
+	uint64_t epoch = 1, total = 0;
+	size_t sz = sizeof(epoch);
+
+	/* Stats are snapshots refreshed by writing the epoch. */
+	(void)mallctl("epoch", &epoch, &sz, &epoch, sz);
+	for (unsigned k = 0; k < 2; k++) {
+		char name[64];
+		size_t value, vsz = sizeof(value);
+
+		snprintf(name, sizeof(name), "stats.arenas.%u.%s.allocated", h->arena, kinds[k]);
+		if (mallctl(name, &value, &vsz, NULL, 0) == 0)
+			total += value;
+	}
+	return total;
+}
+#else
+#include <malloc.h>
+
+void *heap_alloc(struct heap *h, int cache, size_t n)
+{
+	void *p = malloc(n);
+
+	(void)cache;
+	if (p)
+		atomic_fetch_add_explicit(&h->bytes, malloc_usable_size(p), memory_order_relaxed);
+	return p;
+}
+
+void *heap_grow(struct heap *h, void *p, size_t n)
+{
+	size_t old = p ? malloc_usable_size(p) : 0;
+	void *q = realloc(p, n);
+
+	if (q) {
+		atomic_fetch_sub_explicit(&h->bytes, old, memory_order_relaxed);
+		atomic_fetch_add_explicit(&h->bytes, malloc_usable_size(q), memory_order_relaxed);
+	}
+	return q;
+}
+
+void heap_free(struct heap *h, int cache, void *p)
+{
+	(void)cache;
+	if (p)
+		atomic_fetch_sub_explicit(&h->bytes, malloc_usable_size(p), memory_order_relaxed);
+	free(p);
+}
+
+int heap_open(struct heap *h)
+{
+	atomic_init(&h->bytes, 0);
+	return 0;
+}
+
+void heap_close(struct heap *h)
+{
+	(void)h;
+}
+
+uint64_t heap_bytes(struct heap *h)
+{
+	return atomic_load_explicit(&h->bytes, memory_order_relaxed);
+}
+#endif

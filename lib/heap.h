@@ -1,0 +1,41 @@
+/*
+ * heap.h: where a store keeps blob bytes in memory (design: heap.c).
+ *
+ * A heap is a private jemalloc arena plus one private thread cache per table
+ * shard; built with -Dallocator=malloc it is plain malloc.  `cache` names
+ * the cache to use: a shard number (its lock must be held, since a cache
+ * serves one thread at a time) or HEAP_NO_CACHE (any thread, any time).
+ */
+#ifndef SCRATCH_HEAP_H
+#define SCRATCH_HEAP_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "htab.h"
+
+#define HEAP_NO_CACHE (-1)
+
+struct heap {
+	unsigned arena;
+	unsigned tcache[HTAB_SHARDS];
+	unsigned ntcaches;
+	bool arena_made;
+	_Atomic uint64_t bytes; /* malloc build only: what blobs hold */
+};
+
+/* 0 or -ENOMEM (then heap_close() frees what was made). */
+int heap_open(struct heap *h);
+void heap_close(struct heap *h);
+
+void *heap_alloc(struct heap *h, int cache, size_t n);
+/* Grows (or makes, p NULL) a buffer owned by one thread; no cache. */
+void *heap_grow(struct heap *h, void *p, size_t n);
+void heap_free(struct heap *h, int cache, void *p);
+
+/* Bytes held by the heap's blobs (the arena's allocated bytes). */
+uint64_t heap_bytes(struct heap *h);
+
+#endif
