@@ -7,9 +7,9 @@
  * total that did not overflow.  Backends own the blob bytes; the handle
  * table (htab.h), embedded in every store, owns handles and entries.
  *
- * Reads need no backend call: an entry's data/size are the blob's bytes,
- * valid until the entry is released, so store.c looks the handle up and
- * opens a reader on the entry itself.
+ * A read is a table lookup; the backend's view() (NULL: e->data is it)
+ * then says where the bytes are, which for the filesystem store may be a
+ * private copy while the blob is still being written.
  */
 #ifndef SCRATCH_BACKEND_H
 #define SCRATCH_BACKEND_H
@@ -29,9 +29,16 @@ struct scratch_backend {
 	 * 0 or -ENOMEM; *out is set on success only. */
 	int (*put)(scratch_store *s, const struct iovec *iov, int iovcnt, size_t total,
 		   scratch_handle *out);
+	/* Where a referenced entry's bytes can be read: *data, valid while the
+	 * reference is held, and *copy, memory the reader must free() (or
+	 * NULL).  0 or -ENOMEM. */
+	int (*view)(scratch_store *s, struct htab_entry *e, const void **data, void **copy);
+	/* scratch_store_close: must end in htab_close().  NULL: just that. */
+	void (*close)(scratch_store *s);
 	/* Opens a streaming writer whose w->store is s.  0 or -ENOMEM. */
 	int (*writer_open)(scratch_store *s, scratch_writer **out);
-	/* Appends; n on success, -ENOMEM with the writer unchanged. */
+	/* Appends; n on success, or fewer if memory ran out part-way,
+	 * -ENOMEM if it ran out before taking any byte. */
 	ssize_t (*writer_write)(scratch_writer *w, const void *p, size_t n);
 	/* Publishes and frees w.  0 or -ENOMEM (w freed all the same). */
 	int (*writer_commit)(scratch_writer *w, scratch_handle *out);
@@ -74,9 +81,13 @@ static inline void copy_iov(unsigned char *dst, const struct iovec *iov, int iov
 }
 
 /* reader.c */
-int scratch_reader_open(struct htab *table, struct htab_entry *e, scratch_reader **out);
+/* Takes over the reference on e and *copy (freed on close; may be NULL). */
+int scratch_reader_open(struct htab *table, struct htab_entry *e, const void *data, void *copy,
+			scratch_reader **out);
 
 /* Backend constructors. */
 int scratch_memory_backend_new(scratch_store **out);
+int scratch_filesystem_backend_new(const scratch_logger *logger, const char *path,
+				   scratch_store **out);
 
 #endif

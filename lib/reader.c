@@ -19,21 +19,25 @@ struct scratch_reader {
 	struct htab *table;
 	struct htab_entry *entry;
 	const unsigned char *data;
+	void *copy; /* the bytes, when they could not be shared */
 	uint64_t size;
 	uint64_t offset;
 };
 
-int scratch_reader_open(struct htab *table, struct htab_entry *e, scratch_reader **out)
+int scratch_reader_open(struct htab *table, struct htab_entry *e, const void *data, void *copy,
+			scratch_reader **out)
 {
 	scratch_reader *r = malloc(sizeof(*r));
 
 	if (!r) {
+		free(copy);
 		htab_put(table, e);
 		return -ENOMEM;
 	}
 	r->table = table;
 	r->entry = e;
-	r->data = e->data;
+	r->data = data;
+	r->copy = copy;
 	r->size = e->size;
 	r->offset = 0;
 	*out = r;
@@ -103,6 +107,7 @@ int scratch_reader_close(scratch_reader *r)
 	if (!r)
 		return 0;
 	htab_put(r->table, r->entry);
+	free(r->copy);
 	free(r);
 	return 0;
 }

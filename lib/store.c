@@ -36,13 +36,12 @@ int scratch_memory_new(scratch_store **out)
 
 int scratch_filesystem_new(const scratch_logger *logger, const char *path, scratch_store **out)
 {
-	(void)logger;
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
 	if (!path || !*path)
 		return -EINVAL;
-	return -ENOTSUP;
+	return scratch_filesystem_backend_new(logger, path, out);
 }
 
 int scratch_open(const scratch_logger *logger, const char *path, scratch_store **out)
@@ -63,7 +62,11 @@ int scratch_open(const scratch_logger *logger, const char *path, scratch_store *
 
 void scratch_store_close(scratch_store *s)
 {
-	if (s)
+	if (!s)
+		return;
+	if (s->backend->close)
+		s->backend->close(s);
+	else
 		htab_close(&s->table);
 }
 
@@ -159,10 +162,18 @@ int scratch_read(scratch_store *s, scratch_handle h, scratch_reader **out)
 	*out = NULL;
 	if (!s)
 		return -EINVAL;
+	const void *data;
+	void *copy = NULL;
+
 	err = htab_acquire(&s->table, h, &e);
 	if (err)
 		return err;
-	return scratch_reader_open(&s->table, e, out);
+	data = e->data;
+	if (s->backend->view && (err = s->backend->view(s, e, &data, &copy))) {
+		htab_put(&s->table, e);
+		return err;
+	}
+	return scratch_reader_open(&s->table, e, data, copy, out);
 }
 
 int scratch_remove(scratch_store *s, scratch_handle h)

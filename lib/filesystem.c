@@ -1,0 +1,779 @@
+/*
+ * filesystem.c: the filesystem backend.
+ *
+ * Blobs live in segment files (segment.c has the layout, the ownership
+ * locks and the start-up cleanup).  A put takes one of a few lanes (the
+ * thread's own if it is free, else any free one), and by size:
+ * - empty blobs need no storage at all;
+ * - small blobs (up to STAGE_MAX) are copied into the lane's staging
+ *   buffer, packed from the front of the lane's segment; a full buffer is
+ *   written with one large io_uring write in the background while the next
+ *   fills (MACHINE.md: one small write waited for per put is 20x slower
+ *   than pwrite, large writes nobody waits for are not);
+ * - larger blobs are written straight from the caller's memory into the
+ *   back of the lane's segment, and waited for (the caller owns the bytes);
+ * - blobs over OWN_FILE_MIN get a segment of their own.
+ * Every path ends in the table: the entry points at the segment's mapping
+ * and holds a reference on the segment.
+ *
+ * Reading.  A staged blob is readable through the mapping once its buffer
+ * is written (segment_bytes checks); before that, a reader takes the lane
+ * lock and either waits for the write in flight or copies the blob out of
+ * the filling buffer.  Readers never touch a range that was not written.
+ *
+ * Failure.  Any disk error (a segment that cannot be made: ENOSPC, EMFILE,
+ * a deleted directory; a write that fails) sends the blob to the store's
+ * heap instead, logs a WARN line, and keeps the disk off for RETRY_NS so a
+ * full disk costs one failed attempt per interval, not per put.  A staged
+ * buffer whose background write fails is kept as it is: the segment adopts
+ * it as a memory chunk, and its blobs read from there.  Handles never
+ * change, nothing is lost.
+ *
+ * Locks: a lane's lock, then (inside segment_put) the directory's lock.
+ * Table shard locks are never held with a lane lock: a put finishes with
+ * its lane before it enters the table, and the release callback, which
+ * runs under a shard lock, touches only the segment.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "segment.h"
+#include "uring.h"
+
+#define PAGE 4096u
+#define SEGMENT_SIZE (16ull << 20) /* halved down to SEGMENT_MIN on ENOSPC */
+#define SEGMENT_MIN (1ull << 20)
+#define STAGE_SIZE (1u << 20)      /* one background write */
+#define STAGE_MAX (64u << 10)      /* larger blobs are written directly */
+#define STAGE_ALIGN 16u
+#define OWN_FILE_MIN (SEGMENT_SIZE / 4)
+#define WRITER_GROW (4ull << 20)
+#define NLANES 4
+#define RETRY_NS (5ull * 1000 * 1000)
+
+#define BLOB_STAGED 1u /* entry->backing_index: may still be in a buffer */
+
+struct stage {
+	struct segment *seg; /* referenced while the buffer holds its bytes */
+	uint64_t start;      /* where buf[0] goes in seg */
+	size_t len;
+	unsigned char *buf;  /* STAGE_SIZE bytes of the heap, or NULL */
+};
+
+struct lane {
+	pthread_mutex_t lock;
+	struct wio io;
+	bool io_ready;
+	struct segment *seg;        /* being filled; referenced */
+	uint64_t front, back;       /* staged bytes go up from front, direct down from back */
+	struct stage fill, flight;  /* filling; being written (flight.seg set) */
+} __attribute__((aligned(64)));
+
+struct fs_store {
+	scratch_store base;
+	struct heap heap;
+	struct segment_dir dir;
+	scratch_logger logger;
+	char *path;
+	bool use_uring;
+	_Atomic bool told_pwrite;
+	_Atomic uint64_t retry_at; /* CLOCK_MONOTONIC ns: no disk before */
+	_Atomic unsigned next_lane;
+	struct lane lanes[NLANES];
+};
+
+struct fs_writer {
+	scratch_writer base;
+	unsigned char *buf; /* STAGE_SIZE bytes not yet on disk */
+	size_t len;
+	struct segment *seg; /* a file of its own, once buf first fills */
+	uint64_t on_disk;
+	unsigned char *mem;  /* after a disk failure: everything, in memory */
+	size_t mem_len, mem_cap;
+};
+
+static inline struct fs_store *to_fs(scratch_store *s)
+{
+	return (struct fs_store *)s;
+}
+
+static uint64_t round_up(uint64_t n, uint64_t to)
+{
+	return (n + to - 1) & ~(to - 1);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+__attribute__((format(printf, 3, 4)))
+static void fs_log(struct fs_store *fs, enum scratch_log_level level, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	if (!fs->logger.log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	fs->logger.log(fs->logger.ctx, level, line);
+}
+
+static bool disk_ok(struct fs_store *fs)
+{
+	uint64_t at = atomic_load_explicit(&fs->retry_at, memory_order_relaxed);
+
+	return at == 0 || now_ns() >= at;
+}
+
+static void disk_failed(struct fs_store *fs, int err, const char *op)
+{
+	atomic_store_explicit(&fs->retry_at, now_ns() + RETRY_NS, memory_order_relaxed);
+	fs_log(fs, SCRATCH_LOG_WARN,
+	       "msg=\"disk failed, keeping blobs in memory\" op=%s err=\"%s\" path=\"%s\"", op,
+	       strerror(-err), fs->path);
+}
+
+/* Sets up the lane's write channel on first use. */
+static struct wio *lane_io(struct fs_store *fs, struct lane *l)
+{
+	if (!l->io_ready) {
+		int err = wio_init(&l->io, fs->use_uring);
+
+		if (err && !atomic_exchange(&fs->told_pwrite, true))
+			fs_log(fs, SCRATCH_LOG_INFO,
+			       "msg=\"io_uring unavailable, writing with pwrite\" err=\"%s\"",
+			       strerror(-err));
+		l->io_ready = true;
+	}
+	return &l->io;
+}
+
+/* Locks the thread's lane if free, else any free one, else waits for its own. */
+static struct lane *lane_lock(struct fs_store *fs)
+{
+	static _Thread_local unsigned mine = ~0u;
+
+	if (mine == ~0u)
+		mine = atomic_fetch_add_explicit(&fs->next_lane, 1, memory_order_relaxed);
+	for (unsigned i = 0; i < NLANES; i++) {
+		struct lane *l = &fs->lanes[(mine + i) % NLANES];
+
+		if (pthread_mutex_trylock(&l->lock) == 0)
+			return l;
+	}
+	struct lane *l = &fs->lanes[mine % NLANES];
+
+	pthread_mutex_lock(&l->lock);
+	return l;
+}
+
+/* Waits for the buffer in flight and publishes its fate: its bytes become
+ * readable through the mapping, or, if the write failed, the segment
+ * adopts the buffer (and the filling one, if it belongs to the same
+ * segment) as memory chunks and takes no more data. */
+static void stage_finish(struct fs_store *fs, struct lane *l)
+{
+	struct stage *f = &l->flight;
+	struct segment *seg = f->seg;
+
+	if (!seg)
+		return;
+	int err = wio_wait(&l->io);
+
+	if (!err) {
+		/* Release: a reader that sees the new mark sees the bytes. */
+		atomic_store_explicit(&seg->written, f->start + f->len, memory_order_release);
+	} else {
+		unsigned n = 0;
+
+		seg->chunks[n++] = (struct segment_chunk){ f->start, f->len, f->buf };
+		f->buf = NULL;
+		if (l->fill.seg == seg) {
+			seg->chunks[n++] = (struct segment_chunk){ l->fill.start, l->fill.len, l->fill.buf };
+			l->fill.buf = NULL;
+			l->fill.seg = NULL;
+			l->fill.len = 0;
+			segment_put(seg);
+		}
+		/* Release: a reader that sees the count sees the chunks. */
+		atomic_store_explicit(&seg->nchunks, n, memory_order_release);
+		if (l->seg == seg) {
+			l->seg = NULL;
+			segment_put(seg);
+		}
+		disk_failed(fs, err, "write");
+	}
+	f->seg = NULL;
+	f->len = 0;
+	segment_put(seg);
+}
+
+/* Sends the filling buffer to disk in the background. */
+static void stage_start(struct fs_store *fs, struct lane *l)
+{
+	struct stage t;
+
+	if (!l->fill.seg)
+		return;
+	stage_finish(fs, l);
+	if (!l->fill.seg)
+		return; /* the failed write took it along */
+	t = l->flight;
+	l->flight = l->fill;
+	l->fill = (struct stage){ .buf = t.buf };
+	struct wio *io = lane_io(fs, l);
+
+	(void)wio_start(io, l->flight.seg->fd, l->flight.buf, l->flight.len, l->flight.start);
+	if (!io->uring)
+		stage_finish(fs, l); /* pwrite wrote it already */
+}
+
+/* Stops filling the lane's segment. */
+static void lane_seal(struct fs_store *fs, struct lane *l)
+{
+	if (l->fill.seg && l->fill.seg == l->seg)
+		stage_start(fs, l);
+	if (l->seg)
+		segment_put(l->seg);
+	l->seg = NULL;
+}
+
+/* A new segment of at least `need` bytes; halves its size on ENOSPC. */
+static int new_segment(struct fs_store *fs, uint64_t need, struct segment **out)
+{
+	uint64_t size = need > SEGMENT_SIZE ? round_up(need, PAGE) : SEGMENT_SIZE;
+	int err;
+
+	while ((err = segment_new(&fs->dir, size, out)) == -ENOSPC && size / 2 >= need &&
+	       size / 2 >= SEGMENT_MIN)
+		size /= 2;
+	if (err)
+		disk_failed(fs, err, "create");
+	return err;
+}
+
+/* Makes sure the lane's segment has n free bytes. */
+static int lane_room(struct fs_store *fs, struct lane *l, uint64_t n)
+{
+	if (l->seg && l->back - l->front >= n)
+		return 0;
+	lane_seal(fs, l);
+	int err = new_segment(fs, n, &l->seg);
+
+	if (err)
+		return err;
+	l->seg->lane = l;
+	l->front = 0;
+	l->back = l->seg->size;
+	return 0;
+}
+
+static int put_staged(struct fs_store *fs, struct lane *l, const struct iovec *iov, int iovcnt,
+		      size_t total, struct htab_entry *e)
+{
+	uint64_t n = round_up(total, STAGE_ALIGN);
+	struct stage *f = &l->fill;
+	int err;
+
+	/* Starting the buffer may fail and seal the segment: check again. */
+	for (;;) {
+		err = lane_room(fs, l, n);
+		if (err)
+			return err;
+		if (!f->seg || (f->seg == l->seg && f->len + n <= STAGE_SIZE))
+			break;
+		stage_start(fs, l);
+	}
+	if (!f->buf && !(f->buf = heap_alloc(&fs->heap, HEAP_NO_CACHE, STAGE_SIZE)))
+		return -ENOMEM;
+	if (!f->seg) {
+		f->seg = l->seg;
+		segment_get(f->seg);
+		f->start = l->front;
+	}
+	copy_iov(f->buf + f->len, iov, iovcnt);
+	memset(f->buf + f->len + total, 0, n - total); /* no heap garbage on disk */
+	e->backing = l->seg;
+	e->offset = l->front;
+	e->backing_index = BLOB_STAGED;
+	segment_get(l->seg);
+	l->front += n;
+	f->len += n;
+	if (f->len == STAGE_SIZE)
+		stage_start(fs, l);
+	return 0;
+}
+
+static int put_direct(struct fs_store *fs, struct lane *l, const struct iovec *iov, int iovcnt,
+		      size_t total, struct htab_entry *e)
+{
+	uint64_t n = round_up(total, PAGE);
+	int err = lane_room(fs, l, n);
+
+	if (err)
+		return err;
+	l->back -= n;
+	err = wio_writev(lane_io(fs, l), l->seg->fd, iov, iovcnt, l->back);
+	if (err) {
+		disk_failed(fs, err, "write");
+		return err;
+	}
+	e->backing = l->seg;
+	e->offset = l->back;
+	segment_get(l->seg);
+	return 0;
+}
+
+static int put_own_file(struct fs_store *fs, const struct iovec *iov, int iovcnt, size_t total,
+			struct htab_entry *e)
+{
+	struct segment *seg;
+	int err = new_segment(fs, total, &seg);
+
+	if (err)
+		return err;
+	struct lane *l = lane_lock(fs);
+
+	err = wio_writev(lane_io(fs, l), seg->fd, iov, iovcnt, 0);
+	pthread_mutex_unlock(&l->lock);
+	if (err) {
+		disk_failed(fs, err, "write");
+		segment_put(seg);
+		return err;
+	}
+	e->backing = seg; /* the creation reference becomes the blob's */
+	e->offset = 0;
+	return 0;
+}
+
+/* Puts the blob on disk: fills e->backing/offset/backing_index, or fails. */
+static int put_disk(struct fs_store *fs, const struct iovec *iov, int iovcnt, size_t total,
+		    struct htab_entry *e)
+{
+	struct lane *l;
+	int err;
+
+	if (total == 0 || !disk_ok(fs))
+		return -EAGAIN;
+	if (total > OWN_FILE_MIN)
+		return put_own_file(fs, iov, iovcnt, total, e);
+	l = lane_lock(fs);
+	if (total <= STAGE_MAX)
+		err = put_staged(fs, l, iov, iovcnt, total, e);
+	else
+		err = put_direct(fs, l, iov, iovcnt, total, e);
+	pthread_mutex_unlock(&l->lock);
+	return err;
+}
+
+/* Publishes a blob that put_disk placed, or that lives in the heap. */
+static int publish(scratch_store *s, struct htab_entry *blob, scratch_handle *out)
+{
+	struct htab_entry *e;
+	int err = htab_reserve(&s->table, &e);
+
+	if (err)
+		return err;
+	e->backing = blob->backing;
+	e->offset = blob->offset;
+	e->backing_index = blob->backing_index;
+	e->size = blob->size;
+	e->data = blob->backing ? ((struct segment *)blob->backing)->map + blob->offset : blob->data;
+	*out = e->handle;
+	htab_publish(&s->table, e);
+	return 0;
+}
+
+static void drop_blob(struct fs_store *fs, struct htab_entry *blob)
+{
+	if (blob->backing)
+		segment_put(blob->backing);
+	else
+		heap_free(&fs->heap, HEAP_NO_CACHE, (void *)blob->data);
+}
+
+static int fs_put(scratch_store *s, const struct iovec *iov, int iovcnt, size_t total,
+		  scratch_handle *out)
+{
+	struct fs_store *fs = to_fs(s);
+	struct htab_entry blob = { .size = total };
+	int err;
+
+	if (put_disk(fs, iov, iovcnt, total, &blob)) {
+		blob = (struct htab_entry){ .size = total };
+		if (total) {
+			unsigned char *p = heap_alloc(&fs->heap, HEAP_NO_CACHE, total);
+
+			if (!p)
+				return -ENOMEM;
+			copy_iov(p, iov, iovcnt);
+			blob.data = p;
+		}
+	}
+	err = publish(s, &blob, out);
+	if (err)
+		drop_blob(fs, &blob);
+	return err;
+}
+
+static void fs_release(void *ctx, struct htab_entry *e, unsigned shard)
+{
+	struct fs_store *fs = ctx;
+	struct segment *seg = e->backing;
+
+	if (!seg) {
+		heap_free(&fs->heap, (int)shard, (void *)e->data);
+		return;
+	}
+	/* Staged bytes not yet written may still be on their way to disk. */
+	if (!(e->backing_index & BLOB_STAGED) ||
+	    e->offset + e->size <= atomic_load_explicit(&seg->written, memory_order_acquire))
+		segment_release_range(seg, e->offset, e->size);
+	segment_put(seg);
+}
+
+/* Where a staged blob's bytes are while its buffer is not yet written:
+ * waits for the write in flight, or copies them out of the filling buffer
+ * into *copy, which the reader frees. */
+static const unsigned char *staged_bytes(struct fs_store *fs, struct htab_entry *e, void **copy)
+{
+	struct segment *seg = e->backing;
+	struct lane *l = seg->lane;
+	const unsigned char *p;
+	struct stage *f = &l->fill;
+
+	pthread_mutex_lock(&l->lock);
+	if (!segment_bytes(seg, e->offset, e->size) && l->flight.seg == seg &&
+	    e->offset >= l->flight.start && e->offset < l->flight.start + l->flight.len)
+		stage_finish(fs, l);
+	p = segment_bytes(seg, e->offset, e->size);
+	if (!p && f->seg == seg && e->offset >= f->start &&
+	    e->offset + e->size <= f->start + f->len && (*copy = malloc(e->size))) {
+		memcpy(*copy, f->buf + (e->offset - f->start), e->size);
+		p = *copy;
+	}
+	pthread_mutex_unlock(&l->lock);
+	return p;
+}
+
+static int fs_view(scratch_store *s, struct htab_entry *e, const void **data, void **copy)
+{
+	struct segment *seg = e->backing;
+	const unsigned char *p;
+
+	*data = e->data;
+	*copy = NULL;
+	if (!seg || !(e->backing_index & BLOB_STAGED))
+		return 0;
+	p = segment_bytes(seg, e->offset, e->size);
+	if (!p)
+		p = staged_bytes(to_fs(s), e, copy);
+	if (!p)
+		return -ENOMEM; /* the copy failed: every other case has bytes */
+	*data = p;
+	return 0;
+}
+
+static int fs_flush(scratch_store *s)
+{
+	struct fs_store *fs = to_fs(s);
+
+	for (unsigned i = 0; i < NLANES; i++) {
+		struct lane *l = &fs->lanes[i];
+
+		pthread_mutex_lock(&l->lock);
+		stage_start(fs, l);
+		stage_finish(fs, l);
+		pthread_mutex_unlock(&l->lock);
+	}
+	return 0;
+}
+
+static void fs_destroy(void *ctx)
+{
+	struct fs_store *fs = ctx;
+
+	htab_fini(&fs->base.table);
+	segment_dir_fini(&fs->dir);
+	heap_close(&fs->heap);
+	for (unsigned i = 0; i < NLANES; i++)
+		pthread_mutex_destroy(&fs->lanes[i].lock);
+	free(fs->path);
+	free(fs);
+}
+
+static void fs_close(scratch_store *s)
+{
+	struct fs_store *fs = to_fs(s);
+
+	/* Staged bytes are not worth writing now: every blob goes below. */
+	for (unsigned i = 0; i < NLANES; i++) {
+		struct lane *l = &fs->lanes[i];
+
+		pthread_mutex_lock(&l->lock);
+		stage_finish(fs, l);
+		if (l->fill.seg)
+			segment_put(l->fill.seg);
+		heap_free(&fs->heap, HEAP_NO_CACHE, l->fill.buf);
+		heap_free(&fs->heap, HEAP_NO_CACHE, l->flight.buf);
+		l->fill = l->flight = (struct stage){ 0 };
+		if (l->seg)
+			segment_put(l->seg);
+		l->seg = NULL;
+		if (l->io_ready)
+			wio_fini(&l->io);
+		l->io_ready = false;
+		pthread_mutex_unlock(&l->lock);
+	}
+	segment_dir_close(&fs->dir);
+	htab_close(&s->table);
+}
+
+static uint64_t fs_heap_bytes(scratch_store *s)
+{
+	return heap_bytes(&to_fs(s)->heap);
+}
+
+static int fs_writer_open(scratch_store *s, scratch_writer **out)
+{
+	struct fs_writer *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return -ENOMEM;
+	w->base.store = s;
+	*out = &w->base;
+	return 0;
+}
+
+static void writer_free(struct fs_store *fs, struct fs_writer *w)
+{
+	if (w->seg)
+		segment_put(w->seg);
+	heap_free(&fs->heap, HEAP_NO_CACHE, w->buf);
+	heap_free(&fs->heap, HEAP_NO_CACHE, w->mem);
+	free(w);
+}
+
+/* After a disk failure: what is on disk (written, so safe to map) and what
+ * is buffered move to memory, where the rest will follow.  0 or -ENOMEM
+ * (then nothing changed). */
+static int writer_to_memory(struct fs_store *fs, struct fs_writer *w)
+{
+	size_t need = w->on_disk + w->len, cap = need > STAGE_SIZE ? need : STAGE_SIZE;
+	unsigned char *m = heap_alloc(&fs->heap, HEAP_NO_CACHE, cap);
+
+	if (!m)
+		return -ENOMEM;
+	if (w->on_disk)
+		memcpy(m, w->seg->map, w->on_disk);
+	if (w->len)
+		memcpy(m + w->on_disk, w->buf, w->len);
+	if (w->seg)
+		segment_put(w->seg);
+	heap_free(&fs->heap, HEAP_NO_CACHE, w->buf);
+	*w = (struct fs_writer){ .base = w->base, .mem = m, .mem_len = need, .mem_cap = cap };
+	return 0;
+}
+
+/* Writes the buffer to the writer's own file, or moves all to memory. */
+static int writer_spill(struct fs_store *fs, struct fs_writer *w)
+{
+	int err = 0;
+
+	if (!w->seg)
+		err = disk_ok(fs) ? new_segment(fs, WRITER_GROW, &w->seg) : -EAGAIN;
+	if (!err && w->on_disk + w->len > w->seg->size) {
+		uint64_t size = w->seg->size * 2;
+
+		if (size < w->on_disk + w->len)
+			size = round_up(w->on_disk + w->len, PAGE);
+		if ((err = segment_resize(w->seg, size)))
+			disk_failed(fs, err, "fallocate");
+	}
+	if (!err) {
+		struct iovec iov = { w->buf, w->len };
+		struct lane *l = lane_lock(fs);
+
+		err = wio_writev(lane_io(fs, l), w->seg->fd, &iov, 1, w->on_disk);
+		pthread_mutex_unlock(&l->lock);
+		if (err)
+			disk_failed(fs, err, "write");
+	}
+	if (err)
+		return writer_to_memory(fs, w);
+	w->on_disk += w->len;
+	w->len = 0;
+	return 0;
+}
+
+static ssize_t writer_append_memory(struct fs_store *fs, struct fs_writer *w, const void *p,
+				    size_t n)
+{
+	if (n > w->mem_cap - w->mem_len) {
+		size_t cap = w->mem_cap * 2 > w->mem_len + n ? w->mem_cap * 2 : w->mem_len + n;
+		unsigned char *m = heap_grow(&fs->heap, w->mem, cap);
+
+		if (!m)
+			return -ENOMEM;
+		w->mem = m;
+		w->mem_cap = cap;
+	}
+	memcpy(w->mem + w->mem_len, p, n);
+	w->mem_len += n;
+	return (ssize_t)n;
+}
+
+/* Takes n bytes, or returns how many it took before running out of memory
+ * (-ENOMEM if none). */
+static ssize_t fs_writer_write(scratch_writer *base, const void *p, size_t n)
+{
+	struct fs_writer *w = (struct fs_writer *)base;
+	struct fs_store *fs = to_fs(base->store);
+	const unsigned char *src = p;
+	size_t left = n;
+
+	while (left && !w->mem) {
+		int err = 0;
+
+		if (!w->buf && !(w->buf = heap_alloc(&fs->heap, HEAP_NO_CACHE, STAGE_SIZE)))
+			err = -ENOMEM;
+		else if (w->len == STAGE_SIZE)
+			err = writer_spill(fs, w);
+		if (err)
+			return left < n ? (ssize_t)(n - left) : err;
+		if (w->mem)
+			break;
+		size_t k = left < STAGE_SIZE - w->len ? left : STAGE_SIZE - w->len;
+
+		memcpy(w->buf + w->len, src, k);
+		w->len += k;
+		src += k;
+		left -= k;
+	}
+	if (left) {
+		ssize_t k = writer_append_memory(fs, w, src, left);
+
+		if (k < 0)
+			return left < n ? (ssize_t)(n - left) : k;
+	}
+	return (ssize_t)n;
+}
+
+static void fs_writer_abort(scratch_writer *base)
+{
+	writer_free(to_fs(base->store), (struct fs_writer *)base);
+}
+
+static int fs_writer_commit(scratch_writer *base, scratch_handle *out)
+{
+	struct fs_writer *w = (struct fs_writer *)base;
+	scratch_store *s = base->store;
+	struct fs_store *fs = to_fs(s);
+	struct htab_entry blob = { 0 };
+	int err;
+
+	if (!w->seg && !w->mem) {
+		/* Never filled its buffer: an ordinary put. */
+		struct iovec iov = { w->buf, w->len };
+
+		err = fs_put(s, &iov, 1, w->len, out);
+		writer_free(fs, w);
+		return err;
+	}
+	if (w->seg && w->len && (err = writer_spill(fs, w))) {
+		writer_free(fs, w);
+		return err;
+	}
+	if (w->seg) {
+		/* Trim the preallocation; a failure only wastes the tail. */
+		(void)segment_resize(w->seg, round_up(w->on_disk, PAGE));
+		blob.backing = w->seg;
+		blob.size = w->on_disk;
+		w->seg = NULL;
+	} else {
+		blob.data = w->mem;
+		blob.size = w->mem_len;
+		w->mem = NULL;
+	}
+	err = publish(s, &blob, out);
+	if (err)
+		drop_blob(fs, &blob);
+	writer_free(fs, w);
+	return err;
+}
+
+static const struct scratch_backend fs_backend = {
+	.name = "filesystem",
+	.put = fs_put,
+	.view = fs_view,
+	.flush = fs_flush,
+	.close = fs_close,
+	.writer_open = fs_writer_open,
+	.writer_write = fs_writer_write,
+	.writer_commit = fs_writer_commit,
+	.writer_abort = fs_writer_abort,
+	.heap_bytes = fs_heap_bytes,
+	.table_ops = { .release = fs_release, .destroy = fs_destroy },
+};
+
+int scratch_filesystem_backend_new(const scratch_logger *logger, const char *path,
+				   scratch_store **out)
+{
+	struct fs_store *fs = aligned_alloc(64, sizeof(*fs));
+	int err;
+
+	if (!fs)
+		return -ENOMEM;
+	memset(fs, 0, sizeof(*fs));
+	fs->base.backend = &fs_backend;
+	if (logger)
+		fs->logger = *logger;
+	for (unsigned i = 0; i < NLANES; i++)
+		pthread_mutex_init(&fs->lanes[i].lock, NULL);
+	fs->path = strdup(path);
+	err = fs->path ? heap_open(&fs->heap) : -ENOMEM;
+	if (err) {
+		heap_close(&fs->heap);
+		goto fail_heap;
+	}
+	err = segment_dir_open(&fs->dir, path, &fs->heap);
+	if (err)
+		goto fail_dir;
+	fs->use_uring = wio_uring_wanted();
+	if (fs->use_uring)
+		fs->use_uring = lane_io(fs, &fs->lanes[0])->uring; /* probe, logs if not */
+	else
+		fs_log(fs, SCRATCH_LOG_DEBUG, "msg=\"writing with pwrite\" reason=SCRATCH_IO");
+	err = htab_init(&fs->base.table, &fs_backend.table_ops, fs);
+	if (err)
+		goto fail_table;
+	*out = &fs->base;
+	return 0;
+
+fail_table:
+	if (fs->lanes[0].io_ready)
+		wio_fini(&fs->lanes[0].io);
+	segment_dir_fini(&fs->dir);
+fail_dir:
+	heap_close(&fs->heap);
+fail_heap:
+	for (unsigned i = 0; i < NLANES; i++)
+		pthread_mutex_destroy(&fs->lanes[i].lock);
+	free(fs->path);
+	free(fs);
+	return err;
+}

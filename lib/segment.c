@@ -1,0 +1,345 @@
+/*
+ * segment.c: the on-disk layout of a filesystem store.
+ *
+ * Layout.  A store's data lives in files named <32 random hex
+ * digits>.lokiscratch directly in its directory, created
+ * O_EXCL|O_CLOEXEC|O_NOFOLLOW with mode 0600.  Each file is a segment:
+ * preallocated with fallocate (so writes never allocate and a mapping of a
+ * written range can never fault on a full disk), mapped read-only once, and
+ * filled by the filesystem backend: small blobs are packed from the front in
+ * batches, large ones are written directly from the back; a blob too large
+ * for a segment gets a segment of its own.  Nothing else is in the file: no
+ * header, no index.  The store's table knows where every blob is, and the
+ * files die with the store.
+ *
+ * Space.  When a blob of PUNCH_MIN bytes or more is gone and its last
+ * reader has closed, the whole pages inside it are punched out
+ * (FALLOC_FL_PUNCH_HOLE); pages it shares with a neighbour stay until the
+ * segment goes.  Smaller blobs' space also comes back with their segment:
+ * a system call per small remove would cost more than the space is worth,
+ * and a segment is only SEGMENT_SIZE (filesystem.c) bytes.  A segment goes (unmapped,
+ * closed, unlinked) when its last blob does and no lane writes into it
+ * anymore.  Staged bytes that were never written are not punched: their
+ * write may still be on its way.
+ *
+ * Ownership.  A store holds an OFD write lock (F_OFD_SETLK) on each of its
+ * files for as long as the file is open; the lock follows the open file, so
+ * it also survives a fork and dies with the last process that has the file
+ * open, SIGKILL included.  At start-up a store takes the lock of every
+ * .lokiscratch regular file in its directory it can: those have no owner,
+ * and are unlinked under the lock.  Symlinks (O_NOFOLLOW) and
+ * subdirectories are never followed.  A store creating a file locks it
+ * right after O_EXCL made it and then checks it is still linked: if a
+ * cleaner got it in between, it tries another name.  Both orders are safe
+ * because the cleaner unlinks only while holding the lock.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "segment.h"
+
+#define PAGE 4096u
+#define PUNCH_MIN (64u << 10)
+
+static int lock_file(int fd)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+
+	return fcntl(fd, F_OFD_SETLK, &fl) ? -errno : 0;
+}
+
+static bool is_scratch_name(const char *name)
+{
+	size_t n = strlen(name), ext = sizeof(SEGMENT_EXT) - 1;
+
+	return n > ext && strcmp(name + n - ext, SEGMENT_EXT) == 0;
+}
+
+/* Removes name if it is a regular .lokiscratch file that nobody owns. */
+static void remove_if_stale(int dirfd, const char *name)
+{
+	struct stat st, again;
+	int fd = openat(dirfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink > 0 && lock_file(fd) == 0 &&
+	    fstatat(dirfd, name, &again, AT_SYMLINK_NOFOLLOW) == 0 && again.st_ino == st.st_ino &&
+	    again.st_dev == st.st_dev)
+		(void)unlinkat(dirfd, name, 0);
+	close(fd); /* drops the lock */
+}
+
+static void remove_stale(int dirfd)
+{
+	int fd = dup(dirfd);
+	DIR *dir = fd < 0 ? NULL : fdopendir(fd);
+	struct dirent *de;
+
+	if (!dir) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(dir)))
+		if ((de->d_type == DT_REG || de->d_type == DT_UNKNOWN) && is_scratch_name(de->d_name))
+			remove_if_stale(dirfd, de->d_name);
+	closedir(dir);
+}
+
+/* mkdir -p, mode 0700 for what it creates. */
+static int make_dirs(const char *path)
+{
+	char *p = strdup(path);
+	int err = 0;
+
+	if (!p)
+		return -ENOMEM;
+	for (char *s = p + 1; *s && !err; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0700) && errno != EEXIST)
+			err = -errno;
+		*s = '/';
+	}
+	if (!err && mkdir(p, 0700) && errno != EEXIST)
+		err = -errno;
+	free(p);
+	return err;
+}
+
+int segment_dir_open(struct segment_dir *d, const char *path, struct heap *heap)
+{
+	int err = make_dirs(path);
+
+	memset(d, 0, sizeof(*d));
+	d->fd = -1;
+	d->heap = heap;
+	if (err && err != -EEXIST)
+		return err;
+	d->fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (d->fd < 0)
+		return -errno;
+	if (faccessat(d->fd, ".", W_OK | X_OK, AT_EACCESS)) {
+		err = -errno;
+		close(d->fd);
+		return err;
+	}
+	pthread_mutex_init(&d->lock, NULL);
+	remove_stale(d->fd);
+	return 0;
+}
+
+void segment_dir_close(struct segment_dir *d)
+{
+	pthread_mutex_lock(&d->lock);
+	atomic_store_explicit(&d->closed, true, memory_order_relaxed);
+	for (struct segment *s = d->list; s; s = s->next) {
+		if (!s->unlinked)
+			(void)unlinkat(d->fd, s->name, 0);
+		s->unlinked = true;
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
+void segment_dir_fini(struct segment_dir *d)
+{
+	if (d->fd >= 0)
+		close(d->fd);
+	d->fd = -1;
+	pthread_mutex_destroy(&d->lock);
+}
+
+static int random_name(char *name)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char r[16];
+	size_t got = 0;
+
+	while (got < sizeof(r)) {
+		ssize_t k = getrandom(r + got, sizeof(r) - got, 0);
+
+		if (k < 0 && errno != EINTR)
+			return -errno;
+		if (k > 0)
+			got += (size_t)k;
+	}
+	for (size_t i = 0; i < sizeof(r); i++) {
+		name[2 * i] = hex[r[i] >> 4];
+		name[2 * i + 1] = hex[r[i] & 15];
+	}
+	memcpy(name + 2 * sizeof(r), SEGMENT_EXT, sizeof(SEGMENT_EXT));
+	return 0;
+}
+
+static int preallocate(int fd, uint64_t size)
+{
+	int err = fallocate(fd, 0, 0, (off_t)size) ? -errno : 0;
+
+	if (err == -EOPNOTSUPP)
+		err = ftruncate(fd, (off_t)size) ? -errno : 0;
+	return err;
+}
+
+/* Creates, locks and preallocates a file; returns its fd or -errno. */
+static int create_file(struct segment_dir *d, uint64_t size, char *name)
+{
+	for (int tries = 0; tries < 8; tries++) {
+		struct stat st;
+		int err = random_name(name), fd;
+
+		if (err)
+			return err;
+		fd = openat(d->fd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd < 0) {
+			if (errno == EEXIST)
+				continue;
+			return -errno;
+		}
+		/* A cleaner may have taken it between create and lock. */
+		if (lock_file(fd) || fstat(fd, &st) || st.st_nlink == 0) {
+			close(fd);
+			continue;
+		}
+		err = preallocate(fd, size);
+		if (err) {
+			(void)unlinkat(d->fd, name, 0);
+			close(fd);
+			return err;
+		}
+		return fd;
+	}
+	return -EEXIST;
+}
+
+int segment_new(struct segment_dir *d, uint64_t size, struct segment **out)
+{
+	struct segment *s = calloc(1, sizeof(*s));
+	void *map;
+	int fd, err;
+
+	if (!s)
+		return -ENOMEM;
+	fd = create_file(d, size, s->name);
+	if (fd < 0) {
+		free(s);
+		return fd;
+	}
+	map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED) {
+		err = -errno;
+		(void)unlinkat(d->fd, s->name, 0);
+		close(fd);
+		free(s);
+		return err;
+	}
+	s->dir = d;
+	s->fd = fd;
+	s->size = size;
+	s->map = map;
+	atomic_init(&s->refs, 1);
+	atomic_init(&s->written, 0);
+	atomic_init(&s->nchunks, 0);
+
+	pthread_mutex_lock(&d->lock);
+	if (d->closed) {
+		(void)unlinkat(d->fd, s->name, 0);
+		s->unlinked = true;
+	}
+	s->next = d->list;
+	if (d->list)
+		d->list->prev = s;
+	d->list = s;
+	pthread_mutex_unlock(&d->lock);
+	atomic_fetch_add_explicit(&d->disk_bytes, size, memory_order_relaxed);
+	atomic_fetch_add_explicit(&d->nsegments, 1, memory_order_relaxed);
+	*out = s;
+	return 0;
+}
+
+void segment_put(struct segment *s)
+{
+	struct segment_dir *d = s->dir;
+
+	/* acq_rel: whoever frees must see every other holder's last use. */
+	if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	pthread_mutex_lock(&d->lock);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		d->list = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	if (!s->unlinked)
+		(void)unlinkat(d->fd, s->name, 0);
+	pthread_mutex_unlock(&d->lock);
+	munmap((void *)s->map, s->size);
+	close(s->fd);
+	for (unsigned i = 0; i < atomic_load_explicit(&s->nchunks, memory_order_relaxed); i++)
+		heap_free(d->heap, HEAP_NO_CACHE, s->chunks[i].buf);
+	atomic_fetch_sub_explicit(&d->disk_bytes, s->size, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&d->nsegments, 1, memory_order_relaxed);
+	free(s);
+}
+
+int segment_resize(struct segment *s, uint64_t size)
+{
+	void *map;
+	int err;
+
+	if (size > s->size && (err = preallocate(s->fd, size)))
+		return err;
+	map = mremap((void *)s->map, s->size, size, MREMAP_MAYMOVE);
+	if (map == MAP_FAILED)
+		return -errno;
+	if (size < s->size)
+		(void)ftruncate(s->fd, (off_t)size);
+	atomic_fetch_add_explicit(&s->dir->disk_bytes, size - s->size, memory_order_relaxed);
+	s->map = map;
+	s->size = size;
+	return 0;
+}
+
+void segment_release_range(struct segment *s, uint64_t off, uint64_t len)
+{
+	uint64_t from = (off + PAGE - 1) & ~(uint64_t)(PAGE - 1);
+	uint64_t to = (off + len) & ~(uint64_t)(PAGE - 1);
+
+	/* Not worth a system call: the file itself is about to go. */
+	if (atomic_load_explicit(&s->refs, memory_order_relaxed) == 1 ||
+	    atomic_load_explicit(&s->dir->closed, memory_order_relaxed))
+		return;
+	if (to - from >= PUNCH_MIN && to > from)
+		(void)fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)from,
+				(off_t)(to - from));
+}
+
+const unsigned char *segment_bytes(struct segment *s, uint64_t off, uint64_t len)
+{
+	/* Acquire pairs with the release that published `written` after the
+	 * write completed: the page cache holds the bytes we are about to map. */
+	if (off + len <= atomic_load_explicit(&s->written, memory_order_acquire))
+		return s->map + off;
+	/* Acquire pairs with the release that published the chunks. */
+	unsigned n = atomic_load_explicit(&s->nchunks, memory_order_acquire);
+
+	for (unsigned i = 0; i < n; i++) {
+		const struct segment_chunk *c = &s->chunks[i];
+
+		if (off >= c->start && off + len <= c->start + c->len)
+			return c->buf + (off - c->start);
+	}
+	return NULL;
+}

@@ -1,0 +1,97 @@
+/*
+ * segment.h: the filesystem store's files (layout: segment.c).
+ *
+ * A segment is one .lokiscratch file, preallocated, locked by its store and
+ * mapped read-only once; blobs are ranges of it.  It is reference counted:
+ * one reference per blob in it (held by the blob's table entry, so readers
+ * keep it too), one while a lane appends to it, one per staging buffer that
+ * holds bytes for it.  The last reference unmaps, closes and unlinks it.
+ */
+#ifndef SCRATCH_SEGMENT_H
+#define SCRATCH_SEGMENT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "heap.h"
+
+#define SEGMENT_NAME_MAX 48
+#define SEGMENT_EXT ".lokiscratch"
+
+/* Staged bytes whose write failed, kept in memory instead. */
+struct segment_chunk {
+	uint64_t start, len;
+	unsigned char *buf; /* heap memory, freed with the segment */
+};
+
+struct segment_dir;
+
+struct segment {
+	struct segment_dir *dir;
+	int fd;
+	uint64_t size;
+	const unsigned char *map;     /* PROT_READ, MAP_SHARED, size bytes */
+	void *lane;                   /* the lane that stages into it, or NULL */
+	_Atomic uint32_t refs;
+	/* Staged bytes below `written` are on disk: readers may map them.
+	 * Stored with release after the write completed, loaded with acquire
+	 * before touching the mapping. */
+	_Atomic uint64_t written;
+	/* Set once, under the lane's lock, before being published with
+	 * release through nchunks. */
+	struct segment_chunk chunks[2];
+	_Atomic unsigned nchunks;
+	struct segment *prev, *next;  /* the directory's list, under its lock */
+	bool unlinked;                /* under the directory's lock */
+	char name[SEGMENT_NAME_MAX];
+};
+
+/* The store's directory and the segments it owns. */
+struct segment_dir {
+	int fd;
+	pthread_mutex_t lock;
+	struct segment *list;
+	_Atomic bool closed;          /* files are unlinked as soon as made */
+	struct heap *heap;            /* where chunks live */
+	_Atomic uint64_t disk_bytes;  /* sizes of the live segments */
+	_Atomic uint64_t nsegments;
+};
+
+/* Opens (creating with parents, mode 0700) the directory at path and
+ * removes the .lokiscratch files in it that no live store owns.
+ * 0 or -errno (-ENOTDIR, -EACCES, -EROFS, -ENOMEM, ...). */
+int segment_dir_open(struct segment_dir *d, const char *path, struct heap *heap);
+/* Unlinks the files of every live segment; later segments go at once.
+ * The segments themselves live on while referenced. */
+void segment_dir_close(struct segment_dir *d);
+/* Once no segment is left. */
+void segment_dir_fini(struct segment_dir *d);
+
+/* A new segment of `size` bytes (a multiple of the page size), holding one
+ * reference.  0 or -errno (-ENOSPC, -EMFILE, -ENOENT, ...). */
+int segment_new(struct segment_dir *d, uint64_t size, struct segment **out);
+
+static inline void segment_get(struct segment *s)
+{
+	/* Relaxed: the caller already holds a reference. */
+	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+}
+
+void segment_put(struct segment *s);
+
+/* Grows (preallocating) or shrinks the file and its mapping; only while
+ * the segment is its creator's alone.  0 or -errno. */
+int segment_resize(struct segment *s, uint64_t size);
+
+/* The blob [off, off+len) is gone and nobody maps it: hands its whole
+ * pages back to the filesystem if it is large enough to be worth it.
+ * Pages shared with neighbours stay.  Call before dropping its reference. */
+void segment_release_range(struct segment *s, uint64_t off, uint64_t len);
+
+/* Where [off, off+len) of s may be read without a lock: the mapping if
+ * written, a chunk if its write failed, NULL if it is still being staged. */
+const unsigned char *segment_bytes(struct segment *s, uint64_t off, uint64_t len);
+
+#endif

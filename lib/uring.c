@@ -1,0 +1,210 @@
+/*
+ * uring.c: writes through io_uring, or through pwritev when io_uring is not
+ * available (old kernel, kernel.io_uring_disabled, a seccomp profile) or
+ * not wanted (SCRATCH_IO=pwrite).
+ *
+ * What this machine measures (MACHINE.md) shapes the design: a buffered
+ * io_uring write is always handed to a kernel worker, so submitting one
+ * small write and waiting for it is 20x slower than pwrite, while a few
+ * large writes into preallocated space run near pwrite speed and, not
+ * waited for, overlap with the caller's work.  So the filesystem store only
+ * ever gives this module large writes: a full staging buffer, started in
+ * the background and waited for when its buffer is needed again, and large
+ * blobs, written in the foreground straight from the caller's memory.
+ *
+ * Every write may complete short or fail with -EAGAIN/-EINTR: the rest is
+ * resubmitted until it is all written or a real error comes back.  Both
+ * operations share the ring; completions are routed by user_data, which
+ * points at the operation.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "uring.h"
+
+int (*wio_fault)(int fd, int res);
+
+bool wio_uring_wanted(void)
+{
+	const char *mode = getenv("SCRATCH_IO");
+
+	return !mode || strcmp(mode, "pwrite") != 0;
+}
+
+int wio_init(struct wio *w, bool use_uring)
+{
+	int err;
+
+	memset(w, 0, sizeof(*w));
+	if (!use_uring)
+		return 0;
+	err = io_uring_queue_init(4, &w->ring, 0);
+	if (err)
+		return err;
+	w->uring = true;
+	return 0;
+}
+
+void wio_fini(struct wio *w)
+{
+	(void)wio_wait(w);
+	if (w->uring)
+		io_uring_queue_exit(&w->ring);
+	w->uring = false;
+}
+
+/* Fills op->vec with what is left to write; returns the iovec count. */
+static int op_remaining(struct wio_op *op)
+{
+	size_t skip = op->done;
+	int n = 0;
+
+	for (int i = 0; i < op->iovcnt && n < WIO_MAX_IOV; i++) {
+		size_t len = op->iov[i].iov_len;
+
+		if (skip >= len) {
+			skip -= len;
+			continue;
+		}
+		op->vec[n].iov_base = (char *)op->iov[i].iov_base + skip;
+		op->vec[n].iov_len = len - skip;
+		skip = 0;
+		n++;
+	}
+	return n;
+}
+
+/* The pwritev path: the whole operation, now. */
+static int op_pwrite(struct wio_op *op)
+{
+	while (op->done < op->total) {
+		int n = op_remaining(op);
+		ssize_t k = pwritev(op->fd, op->vec, n, (off_t)(op->off + op->done));
+
+		if (k < 0)
+			k = -errno;
+		if (wio_fault)
+			k = wio_fault(op->fd, (int)(k > INT_MAX ? INT_MAX : k));
+		if (k == -EINTR || k == -EAGAIN)
+			continue;
+		if (k < 0)
+			return (int)k;
+		if (k == 0)
+			return -EIO;
+		op->done += (size_t)k;
+	}
+	return 0;
+}
+
+static int op_submit(struct wio *w, struct wio_op *op)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+	int n = op_remaining(op), err;
+
+	/* The ring has room for both operations, so sqe is never NULL. */
+	io_uring_prep_writev(sqe, op->fd, op->vec, (unsigned)n, op->off + op->done);
+	io_uring_sqe_set_data(sqe, op);
+	do
+		err = io_uring_submit(&w->ring);
+	while (err == -EINTR || err == -EAGAIN);
+	if (err < 0)
+		return err;
+	op->busy = true;
+	return 0;
+}
+
+/* One completion of op: finished, or the rest resubmitted. */
+static void op_complete(struct wio *w, struct wio_op *op, int res)
+{
+	op->busy = false;
+	if (res == -EAGAIN || res == -EINTR)
+		res = 0;
+	else if (res == 0)
+		res = -EIO; /* no progress on a non-empty write */
+	else if (res > 0)
+		op->done += (size_t)res, res = 0;
+	if (res < 0) {
+		op->res = res;
+		return;
+	}
+	if (op->done < op->total) {
+		int err = op_submit(w, op);
+
+		if (err)
+			op->res = err;
+	}
+}
+
+/* Reaps completions until op is finished. */
+static int op_wait(struct wio *w, struct wio_op *op)
+{
+	while (op->busy) {
+		struct io_uring_cqe *cqe;
+		int err = io_uring_wait_cqe(&w->ring, &cqe);
+
+		if (err == -EINTR || err == -EAGAIN)
+			continue;
+		if (err < 0) {
+			/* The ring itself failed: nothing more will complete. */
+			w->background.busy = w->foreground.busy = false;
+			op->res = err;
+			break;
+		}
+		struct wio_op *done = io_uring_cqe_get_data(cqe);
+		int res = wio_fault ? wio_fault(done->fd, cqe->res) : cqe->res;
+
+		io_uring_cqe_seen(&w->ring, cqe);
+		op_complete(w, done, res);
+	}
+	return op->res;
+}
+
+static int op_start(struct wio *w, struct wio_op *op, int fd, const struct iovec *iov,
+		    int iovcnt, uint64_t off)
+{
+	size_t total = 0;
+
+	for (int i = 0; i < iovcnt; i++)
+		total += iov[i].iov_len;
+	op->fd = fd;
+	op->iov = iov;
+	op->iovcnt = iovcnt;
+	op->off = off;
+	op->total = total;
+	op->done = 0;
+	op->res = 0;
+	if (total == 0)
+		return 0;
+	if (!w->uring)
+		return op->res = op_pwrite(op);
+	return op->res = op_submit(w, op);
+}
+
+int wio_start(struct wio *w, int fd, const void *buf, size_t len, uint64_t off)
+{
+	struct wio_op *op = &w->background;
+
+	op->one.iov_base = (void *)buf;
+	op->one.iov_len = len;
+	return op_start(w, op, fd, &op->one, 1, off);
+}
+
+int wio_wait(struct wio *w)
+{
+	int res = w->uring ? op_wait(w, &w->background) : w->background.res;
+
+	w->background.res = 0;
+	return res;
+}
+
+int wio_writev(struct wio *w, int fd, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+	int err = op_start(w, &w->foreground, fd, iov, iovcnt, off);
+
+	if (err || !w->uring)
+		return err;
+	return op_wait(w, &w->foreground);
+}

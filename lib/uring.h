@@ -1,0 +1,65 @@
+/*
+ * uring.h: the write path of the filesystem store (design: uring.c).
+ *
+ * A struct wio is one writer's channel to the disk: an io_uring ring, or
+ * plain pwritev when io_uring cannot be had.  It is used by one thread at a
+ * time (its owner's lock).  It carries at most one background write, so a
+ * full staging buffer goes to disk while the next one fills, plus any
+ * number of foreground writes that the caller waits for.
+ */
+#ifndef SCRATCH_URING_H
+#define SCRATCH_URING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <liburing.h>
+
+#define WIO_MAX_IOV 64 /* iovecs per submission; the rest is resubmitted */
+
+struct wio_op {
+	int fd;
+	const struct iovec *iov;
+	int iovcnt;
+	uint64_t off;
+	size_t total, done;
+	int res;             /* 0 or -errno once finished */
+	bool busy;           /* submitted, not yet finished */
+	struct iovec one;    /* iov storage of a single-buffer write */
+	struct iovec vec[WIO_MAX_IOV]; /* what is in flight */
+};
+
+struct wio {
+	struct io_uring ring;
+	bool uring;                /* false: pwritev */
+	struct wio_op background, foreground;
+};
+
+/* Test seam: if set, every completion's result (bytes written or -errno,
+ * from io_uring or pwritev) passes through it, so tests can make writes
+ * fail, come back short, or ask to be retried.  Internal: not exported. */
+extern int (*wio_fault)(int fd, int res);
+
+/* False when the environment asks for the pwrite path (SCRATCH_IO=pwrite). */
+bool wio_uring_wanted(void);
+
+/* Sets up w, with a ring if use_uring.  0, or -errno from io_uring_setup
+ * (then w is set up for pwritev and usable all the same). */
+int wio_init(struct wio *w, bool use_uring);
+void wio_fini(struct wio *w);
+
+/* Starts writing buf[0..len) at off in the background; the bytes must stay
+ * put until wio_wait().  Any earlier background write must be waited for.
+ * On the pwrite path the write happens now.  0 or -errno. */
+int wio_start(struct wio *w, int fd, const void *buf, size_t len, uint64_t off);
+
+/* The background write's result: 0 once every byte is written, or -errno
+ * (-ENOSPC, -EIO, ...).  0 if none is in flight. */
+int wio_wait(struct wio *w);
+
+/* Writes iov[0..iovcnt) at off and waits for it.  0 or -errno. */
+int wio_writev(struct wio *w, int fd, const struct iovec *iov, int iovcnt, uint64_t off);
+
+#endif
