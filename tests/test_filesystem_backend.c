@@ -1,0 +1,327 @@
+/*
+ * test_filesystem_backend.c: what only the inside of the filesystem store
+ * can show: staged writes that fail in the background are kept in memory,
+ * short and retried completions lose nothing, and stored data stays out
+ * of the process's anonymous memory.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "segment.h"
+#include "testutil.h"
+#include "uring.h"
+
+static char root[64];
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static int nwarn;
+static char last_warn[512];
+
+static void record(void *ctx, enum scratch_log_level level, const char *line)
+{
+	(void)ctx;
+	pthread_mutex_lock(&log_lock);
+	if (level == SCRATCH_LOG_WARN) {
+		nwarn++;
+		snprintf(last_warn, sizeof(last_warn), "%s", line);
+	}
+	pthread_mutex_unlock(&log_lock);
+}
+
+static const scratch_logger logger = { record, NULL };
+
+static void setup(void)
+{
+	strcpy(root, "/tmp/test_fs_backend.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(root));
+	nwarn = 0;
+	wio_fault = NULL;
+}
+
+static void teardown(void)
+{
+	char cmd[128];
+
+	wio_fault = NULL;
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static scratch_store *open_store(bool uring)
+{
+	scratch_store *s;
+
+	if (uring)
+		unsetenv("SCRATCH_IO");
+	else
+		setenv("SCRATCH_IO", "pwrite", 1);
+	ck_assert_int_eq(scratch_filesystem_new(&logger, root, &s), 0);
+	return s;
+}
+
+static void fill(unsigned char *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (unsigned char)(i * 31 + seed * 7);
+}
+
+static void expect(scratch_store *s, scratch_handle h, size_t n, unsigned seed)
+{
+	unsigned char *want = malloc(n + 1);
+	scratch_reader *r;
+
+	fill(want, n, seed);
+	require(scratch_read(s, h, &r) == 0);
+	require(scratch_reader_size(r) == n);
+	require(memcmp(scratch_reader_data(r), want, n) == 0);
+	scratch_reader_close(r);
+	free(want);
+}
+
+enum place { IN_HEAP, IN_FILE, IN_CHUNK, IN_STAGING };
+
+/* Where the store keeps h's bytes right now. */
+static enum place where(scratch_store *s, scratch_handle h)
+{
+	struct htab_entry *e;
+	enum place p;
+
+	require(htab_acquire(&s->table, h, &e) == 0);
+	struct segment *seg = e->backing;
+	const unsigned char *b = seg ? segment_bytes(seg, e->offset, e->size) : NULL;
+
+	if (!seg)
+		p = IN_HEAP;
+	else if (!(e->backing_index & 1) || (b >= seg->map && b < seg->map + seg->size))
+		p = IN_FILE;
+	else
+		p = b ? IN_CHUNK : IN_STAGING;
+	htab_put(&s->table, e);
+	return p;
+}
+
+static int fail_all(int fd, int res)
+{
+	(void)fd, (void)res;
+	return -EIO;
+}
+
+static int short_and_retry(int fd, int res)
+{
+	static _Atomic unsigned n;
+
+	(void)fd;
+	switch (atomic_fetch_add(&n, 1) % 3) {
+	case 0:
+		return -EAGAIN;
+	case 1:
+		return res > 1 ? res / 3 : res;
+	default:
+		return res;
+	}
+}
+
+enum { N = 600, SIZE = 4000 }; /* 2.3 MiB: more than two staging buffers */
+
+/* Small blobs whose background writes fail stay readable from memory,
+ * handles unchanged; once the disk works again, puts go back to it. */
+START_TEST(test_failed_staged_writes_kept)
+{
+	scratch_store *s = open_store(_i);
+	scratch_handle h[N];
+	unsigned char buf[SIZE];
+	struct scratch_store_stats st0, st1;
+
+	ck_assert_int_eq(scratch_store_stats(s, &st0), 0);
+	wio_fault = fail_all;
+	for (unsigned i = 0; i < N; i++) {
+		fill(buf, SIZE, i);
+		ck_assert_int_eq(scratch_put(s, buf, SIZE, &h[i]), 0);
+	}
+	ck_assert_int_eq(scratch_store_flush(s), 0);
+	ck_assert_int_gt(nwarn, 0);
+	ck_assert_ptr_nonnull(strstr(last_warn, "err=\"Input/output error\""));
+	for (unsigned i = 0; i < N; i++)
+		expect(s, h[i], SIZE, i);
+	/* The failed buffers became chunks; puts right after a failure skip
+	 * the disk for a while and go to the heap. */
+	unsigned nchunk = 0;
+
+	for (unsigned i = 0; i < N; i++) {
+		enum place p = where(s, h[i]);
+
+		require(p == IN_CHUNK || p == IN_HEAP);
+		nchunk += p == IN_CHUNK;
+	}
+	ck_assert_uint_gt(nchunk, 0);
+	ck_assert_int_eq(scratch_store_stats(s, &st1), 0);
+	ck_assert_uint_ge(st1.heap_bytes, st0.heap_bytes + (uint64_t)N * SIZE);
+
+	wio_fault = NULL;
+	usleep(20 * 1000); /* past the retry interval */
+	int warned = nwarn;
+	scratch_handle more[N];
+
+	for (unsigned i = 0; i < N; i++) {
+		fill(buf, SIZE, N + i);
+		ck_assert_int_eq(scratch_put(s, buf, SIZE, &more[i]), 0);
+	}
+	ck_assert_int_eq(scratch_store_flush(s), 0);
+	ck_assert_int_eq(nwarn, warned);
+	for (unsigned i = 0; i < N; i++)
+		require(where(s, more[i]) == IN_FILE);
+	for (unsigned i = 0; i < N; i++) {
+		expect(s, h[i], SIZE, i);
+		expect(s, more[i], SIZE, N + i);
+		ck_assert_int_eq(scratch_remove(s, h[i]), 0);
+	}
+	scratch_store_close(s);
+}
+END_TEST
+
+/* Large blobs whose direct write fails go to memory at once. */
+START_TEST(test_failed_direct_write_kept)
+{
+	scratch_store *s = open_store(_i);
+	size_t sizes[] = { 100000, 5u << 20 };
+
+	wio_fault = fail_all;
+	for (unsigned i = 0; i < 2; i++) {
+		unsigned char *buf = malloc(sizes[i]);
+		scratch_handle h;
+
+		fill(buf, sizes[i], i);
+		ck_assert_int_eq(scratch_put(s, buf, sizes[i], &h), 0);
+		ck_assert_int_eq(where(s, h), IN_HEAP);
+		expect(s, h, sizes[i], i);
+		free(buf);
+		usleep(20 * 1000); /* past the retry interval: the disk is tried again */
+	}
+	ck_assert_int_eq(nwarn, 2);
+	scratch_store_close(s);
+}
+END_TEST
+
+START_TEST(test_short_and_retried_completions)
+{
+	scratch_store *s = open_store(_i);
+	static const size_t sizes[] = { 64, 4096, 70000, 1 << 20, 6u << 20 };
+	scratch_handle h[5 * 50];
+
+	wio_fault = short_and_retry;
+	for (unsigned i = 0; i < 5 * 50; i++) {
+		size_t n = sizes[i % 5];
+		unsigned char *buf = malloc(n);
+
+		fill(buf, n, i);
+		ck_assert_int_eq(scratch_put(s, buf, n, &h[i]), 0);
+		free(buf);
+	}
+	ck_assert_int_eq(scratch_store_flush(s), 0);
+	wio_fault = NULL;
+	ck_assert_int_eq(nwarn, 0);
+	for (unsigned i = 0; i < 5 * 50; i++)
+		expect(s, h[i], sizes[i % 5], i);
+	scratch_store_close(s);
+}
+END_TEST
+
+/* A streaming writer whose disk fails part-way moves what it wrote and the
+ * rest to memory. */
+START_TEST(test_writer_fails_over)
+{
+	scratch_store *s = open_store(_i);
+	scratch_writer *w;
+	scratch_handle h;
+	enum { TOTAL = 6u << 20, PIECE = 100000 };
+	unsigned char *all = malloc(TOTAL);
+
+	fill(all, TOTAL, 9);
+	ck_assert_int_eq(scratch_writer_open(s, &w), 0);
+	for (size_t at = 0; at < TOTAL; at += PIECE) {
+		size_t n = TOTAL - at < PIECE ? TOTAL - at : PIECE;
+
+		if (at > TOTAL / 2)
+			wio_fault = fail_all;
+		ck_assert_int_eq(scratch_writer_write(w, all + at, n), (ssize_t)n);
+	}
+	ck_assert_int_eq(scratch_writer_commit(w, &h), 0);
+	wio_fault = NULL;
+	ck_assert_int_gt(nwarn, 0);
+	expect(s, h, TOTAL, 9);
+	free(all);
+	scratch_store_close(s);
+}
+END_TEST
+
+static long rss_anon_kib(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long kib = -1;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "RssAnon: %ld kB", &kib) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kib;
+}
+
+/* 512 MiB stored adds well under 64 MiB of anonymous memory. */
+START_TEST(test_data_not_in_heap)
+{
+	scratch_store *s = open_store(true);
+	enum { MIB = 1 << 20 };
+	unsigned char *buf = malloc(MIB);
+	scratch_handle h;
+
+	fill(buf, MIB, 1);
+	long before = rss_anon_kib();
+
+	ck_assert_int_gt(before, 0);
+	for (unsigned i = 0; i < 256; i++)
+		ck_assert_int_eq(scratch_put(s, buf, MIB, &h), 0);
+	for (unsigned i = 0; i < 256 * 256; i++)
+		ck_assert_int_eq(scratch_put(s, buf + (i % 64) * 4096, 4096, &h), 0);
+	ck_assert_int_eq(scratch_store_flush(s), 0);
+	long grown = rss_anon_kib() - before;
+
+	printf("512 MiB stored: anonymous memory grew by %ld KiB\n", grown);
+#ifdef __SANITIZE_THREAD__
+	/* ThreadSanitizer's shadow of every mapped byte is anonymous memory. */
+	printf("ThreadSanitizer build: not checking the bound\n");
+#else
+	ck_assert_int_lt(grown, 32 * 1024);
+#endif
+	ck_assert_int_eq(nwarn, 0);
+	free(buf);
+	scratch_store_close(s);
+}
+END_TEST
+
+static Suite *fs_suite(void)
+{
+	Suite *s = suite_create("filesystem_backend");
+	TCase *tc = tcase_create("faults");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	/* Loop index 0: pwrite path, 1: io_uring (or pwrite if unavailable). */
+	tcase_add_loop_test(tc, test_failed_staged_writes_kept, 0, 2);
+	tcase_add_loop_test(tc, test_failed_direct_write_kept, 0, 2);
+	tcase_add_loop_test(tc, test_short_and_retried_completions, 0, 2);
+	tcase_add_loop_test(tc, test_writer_fails_over, 0, 2);
+	tcase_add_test(tc, test_data_not_in_heap);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return run_suite(fs_suite());
+}

@@ -1,0 +1,304 @@
+/*
+ * test_segment.c: the on-disk layout: file names and modes, preallocation,
+ * ownership locks and start-up cleanup, hole punching, resizing, and when
+ * a range may be read through the mapping.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "segment.h"
+#include "testutil.h"
+
+#define SIZE (1u << 20)
+
+static char root[64];
+static struct heap heap;
+
+static void setup(void)
+{
+	strcpy(root, "/tmp/test_segment.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(root));
+	ck_assert_int_eq(heap_open(&heap), 0);
+}
+
+static void teardown(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
+	ck_assert_int_eq(system(cmd), 0);
+	heap_close(&heap);
+}
+
+static bool exists_at(const char *dir, const char *name)
+{
+	char path[256];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return lstat(path, &st) == 0;
+}
+
+static void touch(const char *dir, const char *name)
+{
+	char path[256];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_CREAT | O_WRONLY, 0600);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+}
+
+START_TEST(test_dir_made_with_parents)
+{
+	struct segment_dir d;
+	char path[128];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/a/b/c", root);
+	ck_assert_int_eq(segment_dir_open(&d, path, &heap), 0);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_mode & 0777, 0700);
+	segment_dir_close(&d);
+	segment_dir_fini(&d);
+
+	touch(root, "file");
+	snprintf(path, sizeof(path), "%s/file", root);
+	ck_assert_int_eq(segment_dir_open(&d, path, &heap), -ENOTDIR);
+	snprintf(path, sizeof(path), "%s/file/below", root);
+	ck_assert_int_eq(segment_dir_open(&d, path, &heap), -ENOTDIR);
+}
+END_TEST
+
+START_TEST(test_segment_file)
+{
+	struct segment_dir d;
+	struct segment *s;
+	struct stat st;
+	char path[256];
+
+	ck_assert_int_eq(segment_dir_open(&d, root, &heap), 0);
+	ck_assert_int_eq(segment_new(&d, SIZE, &s), 0);
+	ck_assert_uint_eq(strlen(s->name), 32 + strlen(SEGMENT_EXT));
+	ck_assert_uint_eq(strspn(s->name, "0123456789abcdef"), 32);
+	snprintf(path, sizeof(path), "%s/%s", root, s->name);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert(S_ISREG(st.st_mode));
+	ck_assert_int_eq(st.st_mode & 0777, 0600);
+	ck_assert_int_eq(st.st_size, SIZE);
+	ck_assert_int_ge(st.st_blocks * 512, SIZE); /* preallocated */
+	ck_assert_uint_eq(s->map[SIZE - 1], 0);      /* mapped, whole */
+	ck_assert_uint_eq(d.nsegments, 1);
+
+	segment_put(s);
+	ck_assert_int_eq(stat(path, &st), -1);
+	ck_assert_uint_eq(d.nsegments, 0);
+	segment_dir_close(&d);
+	segment_dir_fini(&d);
+}
+END_TEST
+
+START_TEST(test_cleanup_spares_owned_and_foreign)
+{
+	struct segment_dir a, b;
+	struct segment *s;
+	char sub[128], target[256], link[256];
+
+	ck_assert_int_eq(segment_dir_open(&a, root, &heap), 0);
+	ck_assert_int_eq(segment_new(&a, SIZE, &s), 0);
+	touch(root, "0123abcd.lokiscratch");     /* nobody's */
+	touch(root, "notes.txt");
+	snprintf(sub, sizeof(sub), "%s/sub", root);
+	ck_assert_int_eq(mkdir(sub, 0700), 0);
+	touch(sub, "deep.lokiscratch");
+	snprintf(target, sizeof(target), "%s/outside", sub);
+	touch(sub, "outside");
+	snprintf(link, sizeof(link), "%s/link.lokiscratch", root);
+	ck_assert_int_eq(symlink(target, link), 0);
+
+	/* A second store on the same directory, in this process and in a
+	 * child (locks belong to open files, not processes). */
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct segment_dir c;
+
+		_exit(segment_dir_open(&c, root, &heap) == 0 ? 0 : 1);
+	}
+	int status;
+
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	ck_assert_int_eq(segment_dir_open(&b, root, &heap), 0);
+
+	ck_assert(exists_at(root, s->name));
+	ck_assert(!exists_at(root, "0123abcd.lokiscratch"));
+	ck_assert(exists_at(root, "notes.txt"));
+	ck_assert(exists_at(sub, "deep.lokiscratch"));
+	ck_assert(exists_at(root, "link.lokiscratch"));
+	ck_assert(exists_at(sub, "outside"));
+
+	segment_dir_close(&a);
+	ck_assert(!exists_at(root, s->name)); /* close unlinks at once */
+	ck_assert_uint_eq(s->map[0], 0);      /* while the mapping lives on */
+	segment_put(s);
+	segment_dir_fini(&a);
+	segment_dir_close(&b);
+	segment_dir_fini(&b);
+}
+END_TEST
+
+START_TEST(test_killed_owner_cleaned)
+{
+	int pipefd[2], status;
+	char name[SEGMENT_NAME_MAX];
+
+	ck_assert_int_eq(pipe(pipefd), 0);
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct segment_dir d;
+		struct segment *s;
+
+		if (segment_dir_open(&d, root, &heap) || segment_new(&d, SIZE, &s))
+			_exit(1);
+		(void)!write(pipefd[1], s->name, sizeof(s->name));
+		pause();
+		_exit(0);
+	}
+	ck_assert_int_eq(read(pipefd[0], name, sizeof(name)), (ssize_t)sizeof(name));
+	ck_assert(exists_at(root, name));
+
+	struct segment_dir d;
+
+	ck_assert_int_eq(segment_dir_open(&d, root, &heap), 0); /* owner alive */
+	ck_assert(exists_at(root, name));
+	segment_dir_close(&d);
+	segment_dir_fini(&d);
+
+	kill(pid, SIGKILL);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_int_eq(segment_dir_open(&d, root, &heap), 0); /* owner gone */
+	ck_assert(!exists_at(root, name));
+	segment_dir_close(&d);
+	segment_dir_fini(&d);
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
+END_TEST
+
+static blkcnt_t blocks(int fd)
+{
+	struct stat st;
+
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	return st.st_blocks;
+}
+
+START_TEST(test_release_punches_whole_pages_only)
+{
+	struct segment_dir d;
+	struct segment *s;
+	unsigned char page[4096];
+
+	memset(page, 7, sizeof(page));
+	ck_assert_int_eq(segment_dir_open(&d, root, &heap), 0);
+	ck_assert_int_eq(segment_new(&d, SIZE, &s), 0);
+	segment_get(s); /* a second blob lives on: the file stays */
+	for (int i = 0; i < 64; i++)
+		ck_assert_int_eq(pwrite(s->fd, page, sizeof(page), i * 4096), 4096);
+	blkcnt_t before = blocks(s->fd);
+
+	/* [100, 100 + 20 pages) owns pages 1..19 only: 0 and 20 are shared. */
+	segment_release_range(s, 100, 20 * 4096);
+	ck_assert_int_eq(before - blocks(s->fd), 19 * 4096 / 512);
+	ck_assert_uint_eq(s->map[99], 7);
+	ck_assert_uint_eq(s->map[20 * 4096 + 100], 7);
+	/* Small blobs wait for their segment to go. */
+	segment_release_range(s, 30 * 4096, 8 * 4096);
+	ck_assert_int_eq(before - blocks(s->fd), 19 * 4096 / 512);
+	/* As does everything once the store is closing. */
+	segment_dir_close(&d);
+	segment_release_range(s, 40 * 4096, 20 * 4096);
+	ck_assert_int_eq(before - blocks(s->fd), 19 * 4096 / 512);
+	segment_put(s);
+	segment_put(s);
+	segment_dir_fini(&d);
+}
+END_TEST
+
+START_TEST(test_bytes_only_when_written)
+{
+	struct segment_dir d;
+	struct segment *s;
+	unsigned char *chunk;
+
+	ck_assert_int_eq(segment_dir_open(&d, root, &heap), 0);
+	ck_assert_int_eq(segment_new(&d, SIZE, &s), 0);
+	ck_assert_ptr_null(segment_bytes(s, 0, 10));
+	atomic_store(&s->written, 4096);
+	ck_assert_ptr_eq(segment_bytes(s, 0, 4096), s->map);
+	ck_assert_ptr_eq(segment_bytes(s, 4000, 96), s->map + 4000);
+	ck_assert_ptr_null(segment_bytes(s, 4000, 97));
+	chunk = heap_alloc(&heap, HEAP_NO_CACHE, 8192);
+	s->chunks[0] = (struct segment_chunk){ 4096, 8192, chunk };
+	atomic_store(&s->nchunks, 1);
+	ck_assert_ptr_eq(segment_bytes(s, 4096 + 16, 32), chunk + 16);
+	ck_assert_ptr_null(segment_bytes(s, 4096 + 8000, 400));
+	segment_put(s); /* frees the chunk */
+	segment_dir_close(&d);
+	segment_dir_fini(&d);
+}
+END_TEST
+
+START_TEST(test_resize)
+{
+	struct segment_dir d;
+	struct segment *s;
+	struct stat st;
+
+	ck_assert_int_eq(segment_dir_open(&d, root, &heap), 0);
+	ck_assert_int_eq(segment_new(&d, SIZE, &s), 0);
+	ck_assert_int_eq(segment_resize(s, 4 * SIZE), 0);
+	ck_assert_uint_eq(s->map[4 * SIZE - 1], 0);
+	ck_assert_uint_eq(d.disk_bytes, 4 * SIZE);
+	ck_assert_int_eq(segment_resize(s, 8192), 0);
+	ck_assert_int_eq(fstat(s->fd, &st), 0);
+	ck_assert_int_eq(st.st_size, 8192);
+	ck_assert_uint_eq(d.disk_bytes, 8192);
+	segment_put(s);
+	ck_assert_uint_eq(d.disk_bytes, 0);
+	segment_dir_close(&d);
+	segment_dir_fini(&d);
+}
+END_TEST
+
+static Suite *segment_suite(void)
+{
+	Suite *s = suite_create("segment");
+	TCase *tc = tcase_create("layout");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_dir_made_with_parents);
+	tcase_add_test(tc, test_segment_file);
+	tcase_add_test(tc, test_cleanup_spares_owned_and_foreign);
+	tcase_add_test(tc, test_killed_owner_cleaned);
+	tcase_add_test(tc, test_release_punches_whole_pages_only);
+	tcase_add_test(tc, test_bytes_only_when_written);
+	tcase_add_test(tc, test_resize);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return run_suite(segment_suite());
+}
