@@ -4,6 +4,7 @@
 #ifndef SCRATCH_BENCHUTIL_H
 #define SCRATCH_BENCHUTIL_H
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -16,6 +17,14 @@ static inline double bench_now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static inline uint64_t bench_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static inline int bench_cmp_double(const void *a, const void *b)
@@ -50,6 +59,31 @@ static inline unsigned bench_parse_list_size(const char *s, size_t *out, unsigne
 		case 'G': v *= 1000000000, end++; break;
 		}
 		if (v == 0 || (*end && *end != ','))
+			return 0;
+		out[n++] = (size_t)v;
+		s = *end ? end + 1 : end;
+	}
+	return *s ? 0 : n;
+}
+
+/* Parses a list of byte sizes, "64,4k,1M" (k/M/G: powers of 1024), into
+ * out; returns how many, or 0 on a bad list.  0 is a valid size. */
+static inline unsigned bench_parse_list_bytes(const char *s, size_t *out, unsigned max)
+{
+	unsigned n = 0;
+
+	while (*s && n < max) {
+		char *end;
+		unsigned long long v = strtoull(s, &end, 10);
+
+		if (end == s)
+			return 0;
+		switch (*end) {
+		case 'k': v <<= 10, end++; break;
+		case 'M': v <<= 20, end++; break;
+		case 'G': v <<= 30, end++; break;
+		}
+		if (*end && *end != ',')
 			return 0;
 		out[n++] = (size_t)v;
 		s = *end ? end + 1 : end;

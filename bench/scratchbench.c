@@ -241,28 +241,6 @@ static void usage(const char *argv0)
 	exit(2);
 }
 
-static unsigned parse_sizes(const char *s, size_t *out, unsigned max)
-{
-	unsigned n = 0;
-
-	while (*s && n < max) {
-		char *end;
-		unsigned long long v = strtoull(s, &end, 10);
-
-		if (end == s)
-			return 0;
-		if (*end == 'k')
-			v <<= 10, end++;
-		else if (*end == 'M')
-			v <<= 20, end++;
-		if (*end && *end != ',')
-			return 0;
-		out[n++] = (size_t)v;
-		s = *end ? end + 1 : end;
-	}
-	return *s ? 0 : n;
-}
-
 /* "store,map" -> a bit per target; 0 on an unknown name. */
 static unsigned parse_targets(const char *s)
 {
@@ -297,7 +275,7 @@ int main(int argc, char **argv)
 			cfg.sizes[0] = 64, cfg.sizes[1] = 4096, cfg.sizes[2] = 1 << 20, cfg.nsizes = 3;
 			cfg.reps = 3, cfg.seconds = 0.2;
 		} else if (!strcmp(argv[i], "--sizes") && next) {
-			cfg.nsizes = parse_sizes(next, cfg.sizes, 16), i++;
+			cfg.nsizes = bench_parse_list_bytes(next, cfg.sizes, 16), i++;
 		} else if (!strcmp(argv[i], "--threads") && next) {
 			cfg.nthreads = bench_parse_list_unsigned(next, cfg.threads, 8, MAX_THREADS), i++;
 		} else if (!strcmp(argv[i], "--live") && next) {

@@ -1,0 +1,938 @@
+/*
+ * fsbench: the filesystem store against what a user would write by hand.
+ *
+ * Targets, each a scratch_filesystem_new store in its own directory:
+ *   store-uring    SCRATCH_IO=uring (the library's default write path)
+ *   store-pwrite   SCRATCH_IO=pwrite (set before the store is made; the
+ *                  library reads it at store creation)
+ * Baselines (bench/baseline_files.h), measured in the same process and
+ * alternated with the targets repetition by repetition:
+ *   files          a file per blob, Loki's way: open(O_CREAT|O_EXCL) +
+ *                  write + close to put, open + read + close to read
+ *   seq-pwrite     the same bytes pwritten blob after blob into one file per
+ *                  thread, no preallocation: the disk-write limit
+ *   memcpy         the same bytes copied out of warm memory: the memory limit
+ *   plain-file     one plain file holding the loki blob: open + lseek + read
+ *                  + close
+ *
+ * Workloads:
+ *   put   Each thread puts blobs of one size (the same warm buffer each time)
+ *         until --ms has passed or the rep's byte budget (--put-bytes, shared
+ *         by the threads) is used up; then scratch_store_flush.  Timed: from
+ *         the first put to the end of the flush.  Removing the blobs (remove,
+ *         unlink, truncate) follows, untimed.  Baselines: files, seq-pwrite.
+ *   read  N blobs (N = min(--read-count, --read-bytes / size)) are put and
+ *         flushed once, untimed.  An op opens a reader on one blob, reads it
+ *         whole into a buffer and closes it; a rep makes passes over all N
+ *         blobs until --ms has passed.  Baselines: files, memcpy.
+ *   loki  One 128 MiB blob and a 4 KiB metadata blob are put and flushed,
+ *         untimed.  An op (a cycle) is scratch_read + scratch_reader_seek to
+ *         a random offset + read 64 KiB + scratch_reader_close; a rep is
+ *         --cycles cycles shared by the threads, offsets drawn from a fixed
+ *         seed, the same for every target.  --sizes does not apply.
+ *         Baselines: plain-file holding the same 128 MiB, and memcpy of the
+ *         same 64 KiB out of a 128 MiB heap copy: no store can copy faster,
+ *         so store/plain-file can never beat memcpy/plain-file.
+ *
+ * Each line compares one target with one baseline, for one workload, size
+ * and thread count.  Lines whose target is itself a baseline compare it with
+ * the workload's first baseline, so every baseline's own figures show too.
+ *   bytes      blob size (loki: 65536, the bytes a cycle reads)
+ *   ops/s      median, over --reps timed reps after one untimed warm-up, of
+ *              ops per second of the timed region, all threads together:
+ *              puts, whole-blob reads, or loki cycles
+ *   MB/s       ops/s x bytes, MB = 10^6 bytes
+ *   p50/p99/p999  per-op latency in ns (p999: the 99.9th percentile, which
+ *              catches a slow op every few hundred, e.g. a full staging
+ *              buffer going to disk), nearest rank over all threads' ops of a
+ *              rep, median over reps.  put: every target, in its timed reps
+ *              (put reads the clock after every op anyway, for its time
+ *              budget).  read, loki: the store targets, in one extra rep
+ *              each whose every op reads the clock (its cost, printed in
+ *              the header, is part of every sample), so that ops/s come from
+ *              reps that read it only once per pass.  "-" where not sampled; --no-latency: none.
+ *   ratio      target ops/s / baseline ops/s; above 1 the target is faster.
+ * The machine is noisy: compare ratios, not absolute rates.  On ext4,
+ * creating files slows down after many recent deletes (MACHINE.md), and
+ * every put rep deletes what it made: the files figures are a busy Loki's
+ * steady state, well below a fresh filesystem's.
+ *
+ * Flags:
+ *   --sizes 4k,1M      blob sizes, k/M/G = powers of 1024 (default 4k,1M)
+ *   --threads 1,2      thread counts (default 1, at most 8)
+ *   --workloads put,read,loki     (default all)
+ *   --targets store-uring,store-pwrite    store targets (default both)
+ *   --reps R           timed reps (default 5)
+ *   --ms MS            time budget of a put or read rep (default 300)
+ *   --put-bytes B      byte budget of a put rep (default 512M)
+ *   --read-bytes B, --read-count N    read workload's set (default 256M, 10k)
+ *   --cycles N         loki cycles per rep (default 20k; k/M = powers of 1000)
+ *   --dir DIR          run in a new DIR/fsbench.XXXXXX (default under /tmp);
+ *                      it is removed at the end, also on error or signal
+ *   --quick            small budgets, 3 reps: well under 30 s
+ *   --no-latency       no percentiles, no extra reps for them
+ *   --json             one JSON object per line, fields: workload, target,
+ *                      baseline, bytes, threads, ops_per_s, mb_per_s, ratio,
+ *                      baseline_ops_per_s, baseline_mb_per_s, reps, and
+ *                      p50_ns, p99_ns, p999_ns when sampled
+ *   --csv              the same fields, comma-separated, after a header line
+ * In JSON and CSV modes notes go to stderr, so stdout holds only results.
+ * If the filesystem store is unavailable (-ENOTSUP) the store targets are
+ * skipped, with a note, and the baselines still run.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include <scratch.h>
+
+#include "baseline_files.h"
+#include "benchutil.h"
+
+#define MAX_THREADS 8
+#define MAX_PUT_OPS (2u << 20)   /* per put rep: bounds handle and sample arrays */
+#define MAX_SAMPLES (1u << 20)   /* read samples per rep, all threads */
+#define LOKI_BLOB (128u << 20)
+#define LOKI_META 4096u
+#define LOKI_READ (64u << 10)
+#define LOKI_FILE_ID (1ull << 60)
+
+enum workload { W_PUT, W_READ, W_LOKI, NWORKLOADS };
+static const char *const workload_names[NWORKLOADS] = { "put", "read", "loki" };
+
+enum target { T_FILES, T_SEQ, T_MEMCPY, T_PLAIN, T_URING, T_SPWRITE, NTARGETS };
+static const char *const target_names[NTARGETS] = { "files", "seq-pwrite", "memcpy",
+						    "plain-file", "store-uring", "store-pwrite" };
+#define STORE_TARGETS (1u << T_URING | 1u << T_SPWRITE)
+#define IS_STORE(t) ((t) == T_URING || (t) == T_SPWRITE)
+
+/* Each workload's baselines, the first being the one baselines compare to. */
+static const enum target baselines[NWORKLOADS][2] = {
+	{ T_FILES, T_SEQ }, { T_FILES, T_MEMCPY }, { T_PLAIN, T_MEMCPY } };
+static const unsigned nbaselines[NWORKLOADS] = { 2, 2, 2 };
+
+enum output { OUT_TABLE, OUT_JSON, OUT_CSV };
+
+struct config {
+	size_t sizes[16];
+	unsigned nsizes, threads[8], nthreads;
+	unsigned workloads, stores; /* bit per enum workload / enum target */
+	unsigned reps;
+	double seconds;
+	size_t put_bytes, read_bytes, read_count, cycles;
+	bool latency;
+	enum output out;
+	const char *dir;
+};
+
+/* One target in one configuration (workload, size, threads). */
+struct target_run {
+	enum target target;
+	scratch_store *store;
+	scratch_handle *handles[MAX_THREADS]; /* put, read: the thread's blobs */
+	size_t count[MAX_THREADS];            /* how many of them */
+	struct baseline_seq seq[MAX_THREADS];
+	unsigned char *src[MAX_THREADS];      /* memcpy: the thread's blobs' bytes */
+	scratch_handle loki;
+	double rate[BENCH_MAX_REPS];
+	double p50[BENCH_MAX_REPS], p99[BENCH_MAX_REPS], p999[BENCH_MAX_REPS];
+	unsigned nsampled;                    /* reps with percentiles */
+};
+
+struct bench {
+	const struct config *cfg;
+	enum workload w;
+	size_t size;       /* blob size; loki: the read size */
+	unsigned threads;
+	size_t per_thread; /* put: op limit; read: blobs; loki: cycles */
+	struct baseline_files files;
+	unsigned char *blob[MAX_THREADS], *buf[MAX_THREADS];
+	unsigned char *loki_src;
+	uint64_t *samples; /* threads slices of samplecap */
+	size_t samplecap, nsamples[MAX_THREADS];
+	struct target_run *run;
+	bool sampling;     /* read, loki: this rep times each op */
+	uint64_t deadline_ns;
+	_Atomic int go, error;
+	uint64_t ops[MAX_THREADS];
+};
+
+static volatile sig_atomic_t interrupted;
+static char run_dir[4096];
+static char *user_io; /* SCRATCH_IO as the user set it, restored after each store */
+static atomic_uint nlog, nwarn;
+
+static size_t min_size(size_t a, size_t b)
+{
+	return a < b ? a : b;
+}
+
+static void note(const struct config *cfg, const char *fmt, ...)
+{
+	va_list ap;
+	FILE *f = cfg->out == OUT_TABLE ? stdout : stderr;
+
+	va_start(ap, fmt);
+	fputs("# ", f);
+	vfprintf(f, fmt, ap);
+	fputc('\n', f);
+	va_end(ap);
+}
+
+static int fail(struct bench *b, const char *what, int err)
+{
+	if (!interrupted) /* else main says so, once */
+		fprintf(stderr, "fsbench: %s%s%s: %s\n", b->run ? target_names[b->run->target] : "",
+			b->run ? " " : "", what, scratch_strerror(err));
+	atomic_store(&b->error, 1);
+	return err;
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	remove(path);
+	return 0;
+}
+
+static void remove_run_dir(void)
+{
+	if (run_dir[0])
+		nftw(run_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	run_dir[0] = 0;
+}
+
+static void log_line(void *ctx, enum scratch_log_level level, const char *line)
+{
+	static const char *const names[] = { "debug", "info", "warn", "error" };
+
+	if (level < SCRATCH_LOG_INFO)
+		return;
+	if (level >= SCRATCH_LOG_WARN)
+		atomic_fetch_add(&nwarn, 1);
+	unsigned k = atomic_fetch_add(&nlog, 1);
+
+	if (k < 20)
+		fprintf(stderr, "fsbench: %s: %s %s\n", (const char *)ctx, names[level], line);
+	else if (k == 20)
+		fprintf(stderr, "fsbench: further store log lines not shown\n");
+}
+
+/* A filesystem store for target t, in its own directory under run_dir. */
+static int store_new(enum target t, scratch_store **out)
+{
+	scratch_logger logger = { log_line, (void *)target_names[t] };
+	char path[sizeof(run_dir) + 32];
+	int err;
+
+	snprintf(path, sizeof(path), "%s/%s", run_dir, target_names[t]);
+	setenv("SCRATCH_IO", t == T_URING ? "uring" : "pwrite", 1);
+	err = scratch_filesystem_new(&logger, path, out);
+	if (user_io)
+		setenv("SCRATCH_IO", user_io, 1);
+	else
+		unsetenv("SCRATCH_IO");
+	return err;
+}
+
+/* File ids: workload in the top bits, then thread, then blob number. */
+static uint64_t file_id(enum workload w, unsigned thread, size_t n)
+{
+	return (uint64_t)w << 56 | (uint64_t)thread << 48 | n;
+}
+
+static uint64_t xorshift(uint64_t *s)
+{
+	*s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
+	return *s * 0x2545f4914f6cdd1dull;
+}
+
+/* Reads a store blob through a reader: open, seek if off, read n, close. */
+static ssize_t store_read(scratch_store *s, scratch_handle h, int64_t off, void *buf, size_t n)
+{
+	scratch_reader *r;
+	size_t done = 0;
+	ssize_t k = scratch_read(s, h, &r);
+
+	if (k)
+		return k;
+	if (off && (k = scratch_reader_seek(r, off, SEEK_SET)) != off)
+		k = k < 0 ? k : -EIO;
+	else
+		k = 0;
+	while (!k && done < n && (k = scratch_reader_read(r, (char *)buf + done, n - done)) > 0)
+		done += (size_t)k, k = 0;
+	scratch_reader_close(r);
+	return k < 0 ? k : (ssize_t)done;
+}
+
+static int put_loop(struct bench *b, unsigned id)
+{
+	struct target_run *run = b->run;
+	uint64_t *lat = b->cfg->latency ? b->samples + id * b->samplecap : NULL;
+	uint64_t t0 = bench_now_ns();
+	size_t n = 0;
+	int err = 0;
+
+	while (n < b->per_thread) {
+		if (run->target == T_FILES)
+			err = baseline_file_put(&b->files, file_id(W_PUT, id, n), b->blob[id], b->size);
+		else if (run->target == T_SEQ)
+			err = baseline_seq_append(&run->seq[id], b->blob[id], b->size);
+		else
+			err = scratch_put(run->store, b->blob[id], b->size, &run->handles[id][n]);
+		if (err)
+			break;
+		uint64_t t1 = bench_now_ns();
+
+		if (lat)
+			lat[n] = t1 - t0;
+		t0 = t1;
+		n++;
+		if (t1 >= b->deadline_ns || interrupted || atomic_load_explicit(&b->error, memory_order_relaxed))
+			break;
+	}
+	run->count[id] = b->ops[id] = b->nsamples[id] = n;
+	return err ? fail(b, "put", err) : 0;
+}
+
+static int read_loop(struct bench *b, unsigned id)
+{
+	struct target_run *run = b->run;
+	const unsigned char *blob = b->blob[id];
+	unsigned char *buf = b->buf[id];
+	uint64_t *lat = b->sampling ? b->samples + id * b->samplecap : NULL;
+	uint64_t t0 = lat ? bench_now_ns() : 0;
+	size_t n = 0, nlat = 0;
+	ssize_t got = 0;
+
+	do {
+		for (size_t j = 0; j < run->count[id]; j++, n++) {
+			if (run->target == T_FILES) {
+				got = baseline_file_read(&b->files, file_id(W_READ, id, j), 0, buf, b->size);
+			} else if (run->target == T_MEMCPY) {
+				memcpy(buf, run->src[id] + j * b->size, b->size);
+				__asm__ volatile("" : : "r"(buf) : "memory");
+				got = (ssize_t)b->size;
+			} else {
+				got = store_read(run->store, run->handles[id][j], 0, buf, b->size);
+			}
+			if (got >= 0 && (got != (ssize_t)b->size || buf[0] != blob[0] ||
+					 buf[b->size - 1] != blob[b->size - 1]))
+				got = -EIO;
+			if (got < 0)
+				return fail(b, "read", (int)got);
+			if (lat) {
+				uint64_t t1 = bench_now_ns();
+
+				lat[nlat++] = t1 - t0;
+				t0 = t1;
+				if (nlat == b->samplecap)
+					goto out; /* enough samples: the rep ends */
+			}
+		}
+	} while (bench_now_ns() < b->deadline_ns && !interrupted &&
+		 !atomic_load_explicit(&b->error, memory_order_relaxed));
+out:
+	b->ops[id] = n;
+	b->nsamples[id] = nlat;
+	return 0;
+}
+
+static int loki_loop(struct bench *b, unsigned id)
+{
+	struct target_run *run = b->run;
+	unsigned char *buf = b->buf[id];
+	uint64_t *lat = b->sampling ? b->samples + id * b->samplecap : NULL;
+	uint64_t rng = 0x9e3779b97f4a7c15ull * (id + 1), t0 = lat ? bench_now_ns() : 0;
+	size_t n;
+
+	for (n = 0; n < b->per_thread && !interrupted; n++) {
+		off_t off = (off_t)(xorshift(&rng) % (LOKI_BLOB - LOKI_READ + 1));
+		ssize_t got;
+
+		if (run->target == T_PLAIN)
+			got = baseline_file_read(&b->files, LOKI_FILE_ID, off, buf, LOKI_READ);
+		else if (run->target == T_MEMCPY)
+			got = (ssize_t)LOKI_READ, memcpy(buf, b->loki_src + off, LOKI_READ);
+		else
+			got = store_read(run->store, run->loki, off, buf, LOKI_READ);
+		if (got >= 0 && (got != LOKI_READ || memcmp(buf, b->loki_src + off, 8)))
+			got = -EIO;
+		if (got < 0)
+			return fail(b, "loki cycle", (int)got);
+		if (lat) {
+			uint64_t t1 = bench_now_ns();
+
+			lat[n] = t1 - t0;
+			t0 = t1;
+		}
+	}
+	b->ops[id] = n;
+	b->nsamples[id] = lat ? n : 0;
+	return 0;
+}
+
+struct worker {
+	struct bench *b;
+	unsigned id;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *wk = arg;
+	struct bench *b = wk->b;
+
+	while (!atomic_load_explicit(&b->go, memory_order_acquire))
+		;
+	if (atomic_load(&b->error))
+		return NULL;
+	if (b->w == W_PUT)
+		put_loop(b, wk->id);
+	else if (b->w == W_READ)
+		read_loop(b, wk->id);
+	else
+		loki_loop(b, wk->id);
+	return NULL;
+}
+
+/* The k-th smallest of v[0..n), left at v[k] with smaller ones before it. */
+static uint64_t select_kth(uint64_t *v, size_t n, size_t k)
+{
+	ptrdiff_t lo = 0, hi = (ptrdiff_t)n - 1;
+
+	while (lo < hi) {
+		uint64_t pivot = v[lo + (hi - lo) / 2], t;
+		ptrdiff_t i = lo, j = hi;
+
+		while (i <= j) {
+			while (v[i] < pivot)
+				i++;
+			while (v[j] > pivot)
+				j--;
+			if (i <= j)
+				t = v[i], v[i++] = v[j], v[j--] = t;
+		}
+		if ((ptrdiff_t)k <= j)
+			hi = j;
+		else if ((ptrdiff_t)k >= i)
+			lo = i;
+		else
+			break;
+	}
+	return v[k];
+}
+
+/* Gathers the threads' samples and files this rep's percentiles under slot.
+ * Each selection leaves smaller samples before it, so the next, lower
+ * percentile is selected among those alone. */
+static void percentiles(struct bench *b, struct target_run *run, unsigned slot)
+{
+	size_t n = 0;
+
+	if (!b->samples)
+		return;
+	for (unsigned i = 0; i < b->threads; i++) {
+		memmove(b->samples + n, b->samples + i * b->samplecap, b->nsamples[i] * sizeof(*b->samples));
+		n += b->nsamples[i];
+	}
+	if (!n)
+		return;
+	size_t k999 = (n * 999 + 999) / 1000 - 1, k99 = (n * 99 + 99) / 100 - 1, k50 = (n + 1) / 2 - 1;
+
+	run->p999[slot] = (double)select_kth(b->samples, n, k999);
+	run->p99[slot] = (double)select_kth(b->samples, k999 + 1, k99);
+	run->p50[slot] = (double)select_kth(b->samples, k99 + 1, k50);
+	run->nsampled = slot + 1;
+}
+
+/* Untimed: gives back what a put rep made. */
+static int put_cleanup(struct bench *b, struct target_run *run)
+{
+	int err = 0;
+
+	for (unsigned i = 0; i < b->threads; i++) {
+		for (size_t j = 0; j < run->count[i] && !err; j++) {
+			if (run->target == T_FILES)
+				err = baseline_file_remove(&b->files, file_id(W_PUT, i, j));
+			else if (IS_STORE(run->target))
+				err = scratch_remove(run->store, run->handles[i][j]);
+		}
+		if (run->target == T_SEQ && !err)
+			err = baseline_seq_reset(&run->seq[i]);
+		run->count[i] = 0;
+	}
+	return err ? fail(b, "cleanup", err) : 0;
+}
+
+/* One rep of run; returns ops/s, or -1 on error.  rep 0 is the warm-up;
+ * the percentiles of rep r go to slot r - 1. */
+static double measure(struct bench *b, struct target_run *run, unsigned rep)
+{
+	pthread_t tid[MAX_THREADS];
+	struct worker wk[MAX_THREADS];
+	unsigned started = 0;
+	uint64_t total = 0;
+
+	b->run = run;
+	atomic_store(&b->go, 0);
+	memset(b->nsamples, 0, sizeof(b->nsamples));
+	for (; started < b->threads; started++) {
+		wk[started] = (struct worker){ b, started };
+		b->ops[started] = 0;
+		if (pthread_create(&tid[started], NULL, worker_main, &wk[started])) {
+			fail(b, "starting threads", -EAGAIN);
+			break;
+		}
+	}
+	uint64_t start = bench_now_ns();
+
+	b->deadline_ns = start + (uint64_t)(b->cfg->seconds * 1e9);
+	atomic_store_explicit(&b->go, 1, memory_order_release);
+	for (unsigned i = 0; i < started; i++) {
+		pthread_join(tid[i], NULL);
+		total += b->ops[i];
+	}
+	if (b->w == W_PUT && IS_STORE(run->target) && !atomic_load(&b->error)) {
+		int err = scratch_store_flush(run->store);
+
+		if (err)
+			fail(b, "flush", err);
+	}
+	double seconds = (double)(bench_now_ns() - start) * 1e-9;
+
+	if (rep > 0 && !atomic_load(&b->error))
+		percentiles(b, run, rep - 1);
+	if (b->w == W_PUT)
+		put_cleanup(b, run);
+	if (interrupted)
+		atomic_store(&b->error, 1);
+	return atomic_load(&b->error) ? -1 : (double)total / seconds;
+}
+
+/* Untimed: makes what the target needs before its reps. */
+static int setup(struct bench *b, struct target_run *run)
+{
+	enum target t = run->target;
+	int err = 0;
+
+	b->run = run;
+	if (IS_STORE(t) && (err = store_new(t, &run->store)))
+		return fail(b, "creating the store", err);
+	for (unsigned i = 0; i < b->threads && !err && !interrupted; i++) {
+		if (t == T_SEQ)
+			err = baseline_seq_open(&run->seq[i], &b->files, file_id(W_PUT, i, SIZE_MAX >> 16));
+		if (IS_STORE(t) && b->w != W_LOKI) {
+			run->handles[i] = calloc(b->per_thread, sizeof(scratch_handle));
+			if (!run->handles[i])
+				err = -ENOMEM;
+		}
+		if (t == T_MEMCPY && b->w != W_LOKI &&
+		    !(run->src[i] = malloc(b->per_thread * b->size)))
+			err = -ENOMEM;
+		for (size_t j = 0; b->w == W_READ && j < b->per_thread && !err; j++) {
+			if (t == T_FILES)
+				err = baseline_file_put(&b->files, file_id(W_READ, i, j), b->blob[i], b->size);
+			else if (t == T_MEMCPY)
+				memcpy(run->src[i] + j * b->size, b->blob[i], b->size);
+			else
+				err = scratch_put(run->store, b->blob[i], b->size, &run->handles[i][j]);
+			run->count[i] += !err;
+		}
+	}
+	if (!err && b->w == W_LOKI) {
+		scratch_handle meta;
+
+		if (t == T_PLAIN)
+			err = baseline_file_put(&b->files, LOKI_FILE_ID, b->loki_src, LOKI_BLOB);
+		else if (IS_STORE(t) && !(err = scratch_put(run->store, b->loki_src, LOKI_BLOB, &run->loki)))
+			err = scratch_put(run->store, b->loki_src, LOKI_META, &meta);
+	}
+	if (!err && IS_STORE(t))
+		err = scratch_store_flush(run->store);
+	if (!err && interrupted)
+		err = -EINTR;
+	return err ? fail(b, "setting up", err) : 0;
+}
+
+static void teardown(struct bench *b, struct target_run *run)
+{
+	for (unsigned i = 0; i < b->threads; i++) {
+		for (size_t j = 0; run->target == T_FILES && b->w == W_READ && j < run->count[i]; j++)
+			baseline_file_remove(&b->files, file_id(W_READ, i, j));
+		baseline_seq_close(&run->seq[i]);
+		free(run->handles[i]);
+		free(run->src[i]);
+	}
+	if (run->target == T_PLAIN)
+		baseline_file_remove(&b->files, LOKI_FILE_ID);
+	scratch_store_close(run->store);
+}
+
+static void print_line(const struct bench *b, struct target_run *t, struct target_run *base)
+{
+	const struct config *cfg = b->cfg;
+	double ops = bench_median(t->rate, cfg->reps), bops = bench_median(base->rate, cfg->reps);
+	double mb = ops * (double)b->size / 1e6, bmb = bops * (double)b->size / 1e6;
+	double ratio = bops > 0 ? ops / bops : 0;
+	double p50 = t->nsampled ? bench_median(t->p50, t->nsampled) : -1;
+	double p99 = t->nsampled ? bench_median(t->p99, t->nsampled) : -1;
+	double p999 = t->nsampled ? bench_median(t->p999, t->nsampled) : -1;
+	const char *w = workload_names[b->w], *tn = target_names[t->target], *bn = target_names[base->target];
+
+	if (cfg->out == OUT_JSON) {
+		printf("{\"workload\":\"%s\",\"target\":\"%s\",\"baseline\":\"%s\",\"bytes\":%zu,"
+		       "\"threads\":%u,\"ops_per_s\":%.1f,\"mb_per_s\":%.3f,\"ratio\":%.4f,"
+		       "\"baseline_ops_per_s\":%.1f,\"baseline_mb_per_s\":%.3f,\"reps\":%u",
+		       w, tn, bn, b->size, b->threads, ops, mb, ratio, bops, bmb, cfg->reps);
+		if (p50 >= 0)
+			printf(",\"p50_ns\":%.0f,\"p99_ns\":%.0f,\"p999_ns\":%.0f", p50, p99, p999);
+		printf("}\n");
+	} else if (cfg->out == OUT_CSV) {
+		printf("%s,%s,%s,%zu,%u,%.1f,%.3f,%.4f,%.1f,%.3f,%u,", w, tn, bn, b->size, b->threads, ops, mb,
+		       ratio, bops, bmb, cfg->reps);
+		if (p50 >= 0)
+			printf("%.0f,%.0f,%.0f\n", p50, p99, p999);
+		else
+			printf(",,\n");
+	} else {
+		char l50[24] = "-", l99[24] = "-", l999[24] = "-";
+
+		if (p50 >= 0) {
+			snprintf(l50, sizeof(l50), "%.0f", p50);
+			snprintf(l99, sizeof(l99), "%.0f", p99);
+			snprintf(l999, sizeof(l999), "%.0f", p999);
+		}
+		printf("%-4s %8zu %3u  %-12s %10.0f %8.1f %8s %8s %8s  %-10s %10.0f %8.1f %7.2fx\n", w,
+		       b->size, b->threads, tn, ops, mb, l50, l99, l999, bn, bops, bmb, ratio);
+	}
+	fflush(stdout);
+}
+
+/* One configuration: set up, alternate the targets rep by rep, print. */
+static int bench_config(const struct config *cfg, enum workload w, size_t size, unsigned threads)
+{
+	struct bench b = { .cfg = cfg, .w = w, .size = size, .threads = threads };
+	struct target_run runs[NTARGETS];
+	unsigned n = 0, ready = 0;
+	size_t total;
+	int err = 0;
+	char files_dir[sizeof(run_dir) + 8];
+
+	for (unsigned i = 0; i < nbaselines[w]; i++)
+		runs[n++] = (struct target_run){ .target = baselines[w][i] };
+	for (enum target t = T_URING; t <= T_SPWRITE; t++)
+		if (cfg->stores & 1u << t)
+			runs[n++] = (struct target_run){ .target = t };
+	if (w == W_PUT)
+		total = min_size(cfg->put_bytes / size, MAX_PUT_OPS);
+	else if (w == W_READ)
+		total = min_size(cfg->read_bytes / size, cfg->read_count);
+	else
+		total = cfg->cycles;
+	b.per_thread = total / threads ? total / threads : 1;
+	b.samplecap = w == W_READ ? MAX_SAMPLES / threads : b.per_thread;
+	snprintf(files_dir, sizeof(files_dir), "%s/files", run_dir);
+	if ((err = baseline_files_open(&b.files, files_dir)))
+		return fail(&b, "opening the bench directory", err);
+	if (cfg->latency && !(b.samples = malloc(threads * b.samplecap * sizeof(*b.samples))))
+		err = -ENOMEM;
+	if (!err && w == W_LOKI && !(b.loki_src = malloc(LOKI_BLOB)))
+		err = -ENOMEM;
+	for (uint64_t i = 0, s = 88172645463325252ull; !err && b.loki_src && i < LOKI_BLOB / 8; i++) {
+		uint64_t v = xorshift(&s);
+
+		memcpy(b.loki_src + i * 8, &v, 8);
+	}
+	for (unsigned i = 0; i < threads && !err; i++) {
+		size_t bufsize = size > LOKI_READ ? size : LOKI_READ;
+
+		if (!(b.blob[i] = malloc(size)) || !(b.buf[i] = malloc(bufsize)))
+			err = -ENOMEM;
+		for (size_t k = 0; !err && k < size; k++)
+			b.blob[i][k] = (unsigned char)(k * 131 + i * 7 + 1);
+		if (!err)
+			memset(b.buf[i], 0, bufsize);
+	}
+	if (err) {
+		fail(&b, "allocating buffers", err);
+		goto out;
+	}
+	for (; ready < n && !err; ready++)
+		err = setup(&b, &runs[ready]);
+	/* Rep 0 warms up; the targets alternate so noise hurts them alike. */
+	for (unsigned r = 0; r <= cfg->reps && !err; r++) {
+		for (unsigned t = 0; t < n && !err; t++) {
+			double v = measure(&b, &runs[t], r);
+
+			if (v < 0)
+				err = -1;
+			else if (r > 0)
+				runs[t].rate[r - 1] = v;
+		}
+	}
+	/* read, loki: the percentiles' own rep, its ops/s not counted. */
+	for (unsigned t = 0; t < n && !err && w != W_PUT && cfg->latency; t++) {
+		b.sampling = IS_STORE(runs[t].target);
+		if (b.sampling && measure(&b, &runs[t], 1) < 0)
+			err = -1;
+		b.sampling = false;
+	}
+	for (unsigned t = 0; t < n && !err; t++) {
+		for (unsigned k = 0; k < (IS_STORE(runs[t].target) ? nbaselines[w] : 1); k++)
+			print_line(&b, &runs[t], &runs[IS_STORE(runs[t].target) ? k : 0]);
+	}
+out:
+	for (unsigned t = 0; t < ready; t++)
+		teardown(&b, &runs[t]);
+	for (unsigned i = 0; i < threads; i++)
+		free(b.blob[i]), free(b.buf[i]);
+	free(b.samples);
+	free(b.loki_src);
+	baseline_files_close(&b.files);
+	return err ? -1 : 0;
+}
+
+static void usage(const char *argv0)
+{
+	fprintf(stderr,
+		"usage: %s [--quick] [--sizes 4k,1M] [--threads 1,2] [--workloads put,read,loki]\n"
+		"       [--targets store-uring,store-pwrite] [--reps R] [--ms MS] [--put-bytes B]\n"
+		"       [--read-bytes B] [--read-count N] [--cycles N] [--dir DIR] [--no-latency]\n"
+		"       [--json | --csv]\n"
+		"sizes and bytes take k/M/G (powers of 1024), counts k/M (powers of 1000);\n"
+		"what each figure means: the comment at the top of bench/fsbench.c\n",
+		argv0);
+	exit(2);
+}
+
+/* "a,b" -> a bit per name found in names[0..n); 0 on an unknown name. */
+static unsigned parse_names(const char *s, const char *const *names, unsigned n)
+{
+	unsigned bits = 0;
+
+	while (*s) {
+		size_t len = strcspn(s, ",");
+		unsigned i = 0;
+
+		while (i < n && (strlen(names[i]) != len || strncmp(s, names[i], len)))
+			i++;
+		if (i == n)
+			return 0;
+		bits |= 1u << i;
+		s += len + (s[len] == ',');
+	}
+	return bits;
+}
+
+static size_t parse_one(const char *s, bool bytes)
+{
+	size_t v[1];
+
+	return (bytes ? bench_parse_list_bytes(s, v, 1) : bench_parse_list_size(s, v, 1)) ? v[0] : 0;
+}
+
+static void parse_args(int argc, char **argv, struct config *cfg)
+{
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--quick")) {
+			cfg->reps = 3, cfg->seconds = 0.05;
+			cfg->put_bytes = 64 << 20, cfg->read_bytes = 32 << 20;
+			cfg->read_count = 2000, cfg->cycles = 2000;
+		}
+	}
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (!strcmp(a, "--quick"))
+			continue;
+		else if (!strcmp(a, "--no-latency"))
+			cfg->latency = false;
+		else if (!strcmp(a, "--json"))
+			cfg->out = OUT_JSON;
+		else if (!strcmp(a, "--csv"))
+			cfg->out = OUT_CSV;
+		else if (!next)
+			usage(argv[0]);
+		else if (i++, !strcmp(a, "--sizes"))
+			cfg->nsizes = bench_parse_list_bytes(next, cfg->sizes, 16);
+		else if (!strcmp(a, "--threads"))
+			cfg->nthreads = bench_parse_list_unsigned(next, cfg->threads, 8, MAX_THREADS);
+		else if (!strcmp(a, "--workloads"))
+			cfg->workloads = parse_names(next, workload_names, NWORKLOADS);
+		else if (!strcmp(a, "--targets"))
+			cfg->stores = parse_names(next, target_names, NTARGETS) ?: ~0u;
+		else if (!strcmp(a, "--reps"))
+			cfg->reps = (unsigned)strtoul(next, NULL, 10);
+		else if (!strcmp(a, "--ms"))
+			cfg->seconds = strtod(next, NULL) / 1000;
+		else if (!strcmp(a, "--put-bytes"))
+			cfg->put_bytes = parse_one(next, true);
+		else if (!strcmp(a, "--read-bytes"))
+			cfg->read_bytes = parse_one(next, true);
+		else if (!strcmp(a, "--read-count"))
+			cfg->read_count = parse_one(next, false);
+		else if (!strcmp(a, "--cycles"))
+			cfg->cycles = parse_one(next, false);
+		else if (!strcmp(a, "--dir"))
+			cfg->dir = next;
+		else
+			usage(argv[0]);
+	}
+	for (unsigned i = 0; i < cfg->nsizes; i++)
+		if (!cfg->sizes[i])
+			cfg->nsizes = 0;
+	for (unsigned i = 0; i < cfg->nthreads; i++)
+		if (!cfg->threads[i])
+			cfg->nthreads = 0;
+	if (!cfg->nsizes || !cfg->nthreads || !cfg->workloads || !cfg->reps || cfg->reps > BENCH_MAX_REPS ||
+	    !(cfg->seconds > 0) || !cfg->put_bytes || !cfg->read_bytes || !cfg->read_count || !cfg->cycles ||
+	    (cfg->stores & ~STORE_TARGETS))
+		usage(argv[0]);
+}
+
+static const char *fs_name(const char *path)
+{
+	struct statfs st;
+
+	if (statfs(path, &st))
+		return "?";
+	switch ((unsigned long)st.f_type) {
+	case 0xEF53: return "ext4";
+	case 0x01021994: return "tmpfs";
+	case 0x58465342: return "xfs";
+	case 0x9123683E: return "btrfs";
+	default: return "other";
+	}
+}
+
+/* Probes the store targets once; drops them (with a note) if unavailable. */
+static int probe_stores(struct config *cfg)
+{
+	char skipped[64] = "";
+
+	for (enum target t = T_URING; t <= T_SPWRITE; t++) {
+		scratch_store *s;
+		int err;
+
+		if (!(cfg->stores & 1u << t))
+			continue;
+		err = store_new(t, &s);
+		if (err == -ENOTSUP) {
+			snprintf(skipped + strlen(skipped), sizeof(skipped) - strlen(skipped), "%s%s",
+				 skipped[0] ? ", " : "", target_names[t]);
+			cfg->stores &= ~(1u << t);
+		} else if (err) {
+			fprintf(stderr, "fsbench: cannot make a %s store in %s: %s\n", target_names[t], run_dir,
+				scratch_strerror(err));
+			return -1;
+		}
+		scratch_store_close(s);
+	}
+	if (skipped[0])
+		note(cfg, "filesystem store unavailable (scratch_filesystem_new: %s): skipping %s",
+		     scratch_strerror(-ENOTSUP), skipped);
+	return 0;
+}
+
+static void print_header(const struct config *cfg)
+{
+	uint64_t t0 = bench_now_ns();
+
+	for (int i = 0; i < 1000; i++)
+		(void)bench_now_ns();
+	note(cfg, "fsbench in %s (%s); medians of %u reps after a warm-up; %.0f ms per put/read rep",
+	     run_dir, fs_name(run_dir), cfg->reps, cfg->seconds * 1000);
+	note(cfg, "put: puts until the time or %zu MiB budget, then flush, timed together; vs files, seq-pwrite",
+	     cfg->put_bytes >> 20);
+	note(cfg, "read: open reader + read whole blob + close, passes over min(%zu, %zu MiB) blobs; vs files, memcpy",
+	     cfg->read_count, cfg->read_bytes >> 20);
+	note(cfg, "loki: read + seek (random) + read 64 KiB + close of a 128 MiB blob, %zu cycles; vs plain-file",
+	     cfg->cycles);
+	note(cfg, "p50/p99/p999: per-op ns%s (clock_gettime: %.0f ns a call)", cfg->latency ? "" : ", off",
+	     (double)(bench_now_ns() - t0) / 1000);
+}
+
+static void print_columns(const struct config *cfg)
+{
+	if (cfg->out == OUT_TABLE)
+		printf("%-4s %8s %3s  %-12s %10s %8s %8s %8s %8s  %-10s %10s %8s %8s\n", "work", "bytes", "thr",
+		       "target", "ops/s", "MB/s", "p50_ns", "p99_ns", "p999_ns", "baseline", "ops/s", "MB/s",
+		       "ratio");
+	else if (cfg->out == OUT_CSV)
+		printf("workload,target,baseline,bytes,threads,ops_per_s,mb_per_s,ratio,baseline_ops_per_s,"
+		       "baseline_mb_per_s,reps,p50_ns,p99_ns,p999_ns\n");
+	fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+	struct config cfg = {
+		.sizes = { 4096, 1 << 20 }, .nsizes = 2, .threads = { 1 }, .nthreads = 1,
+		.workloads = (1u << NWORKLOADS) - 1, .stores = STORE_TARGETS, .reps = 5, .seconds = 0.3,
+		.put_bytes = (size_t)512 << 20, .read_bytes = (size_t)256 << 20, .read_count = 10000,
+		.cycles = 20000, .latency = true, .out = OUT_TABLE,
+	};
+	/* A second SIGINT/SIGTERM/SIGHUP kills at once; SIGPIPE never does. */
+	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESETHAND };
+	struct sigaction pipe_sa = { .sa_handler = on_signal };
+	char files_dir[sizeof(run_dir) + 8];
+	int status = 0;
+
+	parse_args(argc, argv, &cfg);
+	if (getenv("SCRATCH_IO"))
+		user_io = strdup(getenv("SCRATCH_IO"));
+	snprintf(run_dir, sizeof(run_dir), "%s/fsbench.XXXXXX", cfg.dir ? cfg.dir : "/tmp");
+	if (!mkdtemp(run_dir)) {
+		fprintf(stderr, "fsbench: cannot make a directory %s: %s\n", run_dir, strerror(errno));
+		return 1;
+	}
+	atexit(remove_run_dir);
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigemptyset(&pipe_sa.sa_mask);
+	sigaction(SIGPIPE, &pipe_sa, NULL);
+	snprintf(files_dir, sizeof(files_dir), "%s/files", run_dir);
+	if (mkdir(files_dir, 0700)) {
+		fprintf(stderr, "fsbench: cannot make %s: %s\n", files_dir, strerror(errno));
+		return 1;
+	}
+	print_header(&cfg);
+	if (probe_stores(&cfg))
+		return 1;
+	print_columns(&cfg);
+	for (enum workload w = 0; w < NWORKLOADS && !status; w++) {
+		if (!(cfg.workloads & 1u << w))
+			continue;
+		for (unsigned s = 0; s < (w == W_LOKI ? 1 : cfg.nsizes) && !status; s++)
+			for (unsigned t = 0; t < cfg.nthreads && !status; t++)
+				status = bench_config(&cfg, w, w == W_LOKI ? LOKI_READ : cfg.sizes[s],
+						      cfg.threads[t]);
+	}
+	if (atomic_load(&nwarn))
+		note(&cfg, "%u store warnings (see stderr): some blobs may have gone to the memory fallback",
+		     atomic_load(&nwarn));
+	free(user_io);
+	if (interrupted)
+		fprintf(stderr, "fsbench: interrupted\n");
+	return interrupted ? 130 : status ? 1 : 0;
+}
