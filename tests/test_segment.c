@@ -208,27 +208,28 @@ START_TEST(test_release_punches_whole_pages_only)
 	struct segment_dir d;
 	struct segment *s;
 	unsigned char page[4096];
+	enum { P = 4096, SECTORS = P / 512 };
 
 	memset(page, 7, sizeof(page));
 	ck_assert_int_eq(segment_dir_open(&d, root, &heap), 0);
-	ck_assert_int_eq(segment_new(&d, SIZE, &s), 0);
+	ck_assert_int_eq(segment_new(&d, 4 * SIZE, &s), 0);
 	segment_get(s); /* a second blob lives on: the file stays */
-	for (int i = 0; i < 64; i++)
-		ck_assert_int_eq(pwrite(s->fd, page, sizeof(page), i * 4096), 4096);
+	for (int i = 0; i < 900; i++)
+		ck_assert_int_eq(pwrite(s->fd, page, P, i * P), P);
 	blkcnt_t before = blocks(s->fd);
 
-	/* [100, 100 + 20 pages) owns pages 1..19 only: 0 and 20 are shared. */
-	segment_release_range(s, 100, 20 * 4096);
-	ck_assert_int_eq(before - blocks(s->fd), 19 * 4096 / 512);
+	/* [100, 100 + 300 pages) owns pages 1..299 only: 0 and 300 are shared. */
+	segment_release_range(s, 100, 300 * P);
+	ck_assert_int_eq(before - blocks(s->fd), 299 * SECTORS);
 	ck_assert_uint_eq(s->map[99], 7);
-	ck_assert_uint_eq(s->map[20 * 4096 + 100], 7);
-	/* Small blobs wait for their segment to go. */
-	segment_release_range(s, 30 * 4096, 8 * 4096);
-	ck_assert_int_eq(before - blocks(s->fd), 19 * 4096 / 512);
+	ck_assert_uint_eq(s->map[300 * P + 100], 7);
+	/* Blobs under PUNCH_MIN wait for their segment to go. */
+	segment_release_range(s, 400 * P, 100 * P);
+	ck_assert_int_eq(before - blocks(s->fd), 299 * SECTORS);
 	/* As does everything once the store is closing. */
 	segment_dir_close(&d);
-	segment_release_range(s, 40 * 4096, 20 * 4096);
-	ck_assert_int_eq(before - blocks(s->fd), 19 * 4096 / 512);
+	segment_release_range(s, 550 * P, 300 * P);
+	ck_assert_int_eq(before - blocks(s->fd), 299 * SECTORS);
 	segment_put(s);
 	segment_put(s);
 	segment_dir_fini(&d);
