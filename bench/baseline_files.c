@@ -4,6 +4,10 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include <stdlib.h>
+
+#include <liburing.h>
+
 #include "baseline_files.h"
 
 static void file_name(char name[24], uint64_t id)
@@ -85,25 +89,60 @@ int baseline_file_remove(const struct baseline_files *f, uint64_t id)
 	return unlinkat(f->dirfd, name, 0) ? -errno : 0;
 }
 
-int baseline_seq_open(struct baseline_seq *s, const struct baseline_files *f, uint64_t id)
+int baseline_seq_open(struct baseline_seq *s, const struct baseline_files *f, uint64_t id,
+		      bool uring)
 {
 	char name[24];
+	int err;
 
 	file_name(name, id);
-	*s = (struct baseline_seq){ f, id, -1, 0 };
+	*s = (struct baseline_seq){ f, id, -1, 0, NULL };
 	s->fd = openat(f->dirfd, name, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
-	return s->fd < 0 ? -errno : 0;
+	if (s->fd < 0)
+		return -errno;
+	if (!uring)
+		return 0;
+	if (!(s->ring = malloc(sizeof(*s->ring))))
+		return -ENOMEM;
+	if ((err = io_uring_queue_init(2, s->ring, 0))) {
+		free(s->ring);
+		s->ring = NULL;
+	}
+	return err;
+}
+
+/* One write through the ring, waited for: bytes written or -errno. */
+static ssize_t uring_write(struct io_uring *ring, int fd, const void *p, size_t n, off_t off)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+	struct io_uring_cqe *cqe;
+	int err;
+
+	io_uring_prep_write(sqe, fd, p, (unsigned)n, (uint64_t)off);
+	if ((err = io_uring_submit(ring)) < 0)
+		return err;
+	while ((err = io_uring_wait_cqe(ring, &cqe)) == -EINTR)
+		;
+	if (err)
+		return err;
+	err = cqe->res;
+	io_uring_cqe_seen(ring, cqe);
+	return err == -EAGAIN ? -EINTR : err;
 }
 
 int baseline_seq_append(struct baseline_seq *s, const void *p, size_t n)
 {
 	for (size_t done = 0; done < n;) {
-		ssize_t k = pwrite(s->fd, (const char *)p + done, n - done, s->end);
+		const char *at = (const char *)p + done;
+		ssize_t k = s->ring ? uring_write(s->ring, s->fd, at, n - done, s->end)
+				    : pwrite(s->fd, at, n - done, s->end);
 
-		if (k < 0 && errno == EINTR)
+		if (k < 0 && !s->ring)
+			k = -errno;
+		if (k == -EINTR)
 			continue;
 		if (k <= 0)
-			return k < 0 ? -errno : -EIO;
+			return k < 0 ? (int)k : -EIO;
 		done += (size_t)k;
 		s->end += k;
 	}
@@ -123,4 +162,9 @@ void baseline_seq_close(struct baseline_seq *s)
 	close(s->fd);
 	baseline_file_remove(s->files, s->id);
 	s->fd = -1;
+	if (s->ring) {
+		io_uring_queue_exit(s->ring);
+		free(s->ring);
+		s->ring = NULL;
+	}
 }

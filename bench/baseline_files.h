@@ -7,7 +7,10 @@
  *   it, reads (after an lseek, for a read in the middle) and closes it; a
  *   remove unlinks it.  Files are named by a number the caller chooses.
  * - One sequential file: blob after blob pwritten at the end of one file,
- *   no preallocation: the most a buffered write path can hope for.
+ *   no preallocation: the most a buffered write path can hope for.  Or the
+ *   same through io_uring, one write submitted and waited for at a time, as
+ *   a user would write it: the most an io_uring write of a caller's buffer
+ *   that must be done before the call returns can hope for.
  *
  * Every function returns 0 (or a byte count) or -errno, and retries EINTR
  * and short transfers itself.  They may be called from many threads at
@@ -16,6 +19,7 @@
 #ifndef SCRATCH_BASELINE_FILES_H
 #define SCRATCH_BASELINE_FILES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -36,16 +40,21 @@ ssize_t baseline_file_read(const struct baseline_files *f, uint64_t id, off_t of
 			   size_t n);
 int baseline_file_remove(const struct baseline_files *f, uint64_t id);
 
+struct io_uring;
+
 struct baseline_seq {
 	const struct baseline_files *files;
 	uint64_t id;
 	int fd;
 	off_t end;
+	struct io_uring *ring; /* NULL: pwrite */
 };
 
-/* Creates (or truncates) the sequential file `id`. */
-int baseline_seq_open(struct baseline_seq *s, const struct baseline_files *f, uint64_t id);
-/* pwrites p[0..n) at the end of the file. */
+/* Creates (or truncates) the sequential file `id`, to be written with
+ * pwrite or, if uring, io_uring. */
+int baseline_seq_open(struct baseline_seq *s, const struct baseline_files *f, uint64_t id,
+		      bool uring);
+/* Writes p[0..n) at the end of the file. */
 int baseline_seq_append(struct baseline_seq *s, const void *p, size_t n);
 /* Truncates the file to nothing, giving its space back. */
 int baseline_seq_reset(struct baseline_seq *s);

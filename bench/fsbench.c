@@ -11,6 +11,9 @@
  *                  write + close to put, open + read + close to read
  *   seq-pwrite     the same bytes pwritten blob after blob into one file per
  *                  thread, no preallocation: the disk-write limit
+ *   seq-uring      the same through io_uring, each write waited for before
+ *                  the next (a put must be done with the caller's buffer
+ *                  before it returns): the limit of a direct io_uring write
  *   memcpy         the same bytes copied out of warm memory: the memory limit
  *   plain-file     one plain file holding the loki blob: open + lseek + read
  *                  + close
@@ -20,7 +23,8 @@
  *         until --ms has passed or the rep's byte budget (--put-bytes, shared
  *         by the threads) is used up; then scratch_store_flush.  Timed: from
  *         the first put to the end of the flush.  Removing the blobs (remove,
- *         unlink, truncate) follows, untimed.  Baselines: files, seq-pwrite.
+ *         unlink, truncate) follows, untimed.  Baselines: files, seq-pwrite,
+ *         seq-uring.
  *   read  N blobs (N = min(--read-count, --read-bytes / size)) are put and
  *         flushed once, untimed.  An op opens a reader on one blob, reads it
  *         whole into a buffer and closes it; a rep makes passes over all N
@@ -111,16 +115,16 @@
 enum workload { W_PUT, W_READ, W_LOKI, NWORKLOADS };
 static const char *const workload_names[NWORKLOADS] = { "put", "read", "loki" };
 
-enum target { T_FILES, T_SEQ, T_MEMCPY, T_PLAIN, T_URING, T_SPWRITE, NTARGETS };
-static const char *const target_names[NTARGETS] = { "files", "seq-pwrite", "memcpy",
+enum target { T_FILES, T_SEQ, T_SEQ_URING, T_MEMCPY, T_PLAIN, T_URING, T_SPWRITE, NTARGETS };
+static const char *const target_names[NTARGETS] = { "files", "seq-pwrite", "seq-uring", "memcpy",
 						    "plain-file", "store-uring", "store-pwrite" };
 #define STORE_TARGETS (1u << T_URING | 1u << T_SPWRITE)
 #define IS_STORE(t) ((t) == T_URING || (t) == T_SPWRITE)
 
 /* Each workload's baselines, the first being the one baselines compare to. */
-static const enum target baselines[NWORKLOADS][2] = {
-	{ T_FILES, T_SEQ }, { T_FILES, T_MEMCPY }, { T_PLAIN, T_MEMCPY } };
-static const unsigned nbaselines[NWORKLOADS] = { 2, 2, 2 };
+static const enum target baselines[NWORKLOADS][3] = {
+	{ T_FILES, T_SEQ, T_SEQ_URING }, { T_FILES, T_MEMCPY }, { T_PLAIN, T_MEMCPY } };
+static const unsigned nbaselines[NWORKLOADS] = { 3, 2, 2 };
 
 enum output { OUT_TABLE, OUT_JSON, OUT_CSV };
 
@@ -294,7 +298,7 @@ static int put_loop(struct bench *b, unsigned id)
 	while (n < b->per_thread) {
 		if (run->target == T_FILES)
 			err = baseline_file_put(&b->files, file_id(W_PUT, id, n), b->blob[id], b->size);
-		else if (run->target == T_SEQ)
+		else if (run->target == T_SEQ || run->target == T_SEQ_URING)
 			err = baseline_seq_append(&run->seq[id], b->blob[id], b->size);
 		else
 			err = scratch_put(run->store, b->blob[id], b->size, &run->handles[id][n]);
@@ -475,7 +479,7 @@ static int put_cleanup(struct bench *b, struct target_run *run)
 			else if (IS_STORE(run->target))
 				err = scratch_remove(run->store, run->handles[i][j]);
 		}
-		if (run->target == T_SEQ && !err)
+		if ((run->target == T_SEQ || run->target == T_SEQ_URING) && !err)
 			err = baseline_seq_reset(&run->seq[i]);
 		run->count[i] = 0;
 	}
@@ -537,8 +541,9 @@ static int setup(struct bench *b, struct target_run *run)
 	if (IS_STORE(t) && (err = store_new(t, &run->store)))
 		return fail(b, "creating the store", err);
 	for (unsigned i = 0; i < b->threads && !err && !interrupted; i++) {
-		if (t == T_SEQ)
-			err = baseline_seq_open(&run->seq[i], &b->files, file_id(W_PUT, i, SIZE_MAX >> 16));
+		if (t == T_SEQ || t == T_SEQ_URING)
+			err = baseline_seq_open(&run->seq[i], &b->files, file_id(W_PUT, i, SIZE_MAX >> 16),
+						t == T_SEQ_URING);
 		if (IS_STORE(t) && b->w != W_LOKI) {
 			run->handles[i] = calloc(b->per_thread, sizeof(scratch_handle));
 			if (!run->handles[i])
@@ -860,7 +865,7 @@ static void print_header(const struct config *cfg)
 		(void)bench_now_ns();
 	note(cfg, "fsbench in %s (%s); medians of %u reps after a warm-up; %.0f ms per put/read rep",
 	     run_dir, fs_name(run_dir), cfg->reps, cfg->seconds * 1000);
-	note(cfg, "put: puts until the time or %zu MiB budget, then flush, timed together; vs files, seq-pwrite",
+	note(cfg, "put: puts until the time or %zu MiB budget, then flush, timed together; vs files, seq-pwrite, seq-uring",
 	     cfg->put_bytes >> 20);
 	note(cfg, "read: open reader + read whole blob + close, passes over min(%zu, %zu MiB) blobs; vs files, memcpy",
 	     cfg->read_count, cfg->read_bytes >> 20);
