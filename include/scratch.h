@@ -96,9 +96,13 @@ SCRATCH_API int scratch_memory_new(scratch_store **out);
  * another) owns are left alone.  If writing to disk fails, the blob is kept
  * in memory instead (with a WARN log line); handles stay unique across both.
  * logger may be NULL.
+ * Small blobs are staged in memory and written in large batches (see
+ * scratch_store_flush); readers map the files, so their data() is zero-copy.
+ * Writes go through io_uring where the kernel allows it, else through
+ * pwritev (one INFO log line says so); the environment variable
+ * SCRATCH_IO=pwrite, read here, asks for pwritev.
  * Returns 0; -EINVAL (path or out NULL, path empty); -ENOTDIR, -EACCES,
- * -EROFS, ... when path cannot be made into a usable directory; -ENOMEM;
- * -ENOTSUP when this build has no filesystem store. */
+ * -EROFS, ... when path cannot be made into a usable directory; -ENOMEM. */
 SCRATCH_API int scratch_filesystem_new(const scratch_logger *logger, const char *path,
 				       scratch_store **out);
 
