@@ -4,6 +4,7 @@
 #ifndef SCRATCH_BENCHUTIL_H
 #define SCRATCH_BENCHUTIL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,9 +42,11 @@ static inline double bench_median(double *v, unsigned n)
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-/* Parses "a,b,c" (each with an optional k/M/G suffix, powers of 1000 for
- * counts) into out; returns how many, or 0 on a bad list. */
-static inline unsigned bench_parse_list_size(const char *s, size_t *out, unsigned max)
+/* Parses "a,b,c", each number with an optional k/M/G suffix, in powers
+ * of `unit` (1000 for counts, 1024 for bytes), into out; returns how
+ * many, or 0 on a bad list.  0 is accepted only if zero_ok. */
+static inline unsigned bench_parse_list(const char *s, size_t *out, unsigned max,
+					unsigned long long unit, bool zero_ok)
 {
 	unsigned n = 0;
 
@@ -54,11 +57,11 @@ static inline unsigned bench_parse_list_size(const char *s, size_t *out, unsigne
 		if (end == s)
 			return 0;
 		switch (*end) {
-		case 'k': v *= 1000, end++; break;
-		case 'M': v *= 1000000, end++; break;
-		case 'G': v *= 1000000000, end++; break;
+		case 'G': v *= unit; /* fall through */
+		case 'M': v *= unit; /* fall through */
+		case 'k': v *= unit, end++; break;
 		}
-		if (v == 0 || (*end && *end != ','))
+		if ((v == 0 && !zero_ok) || (*end && *end != ','))
 			return 0;
 		out[n++] = (size_t)v;
 		s = *end ? end + 1 : end;
@@ -66,29 +69,16 @@ static inline unsigned bench_parse_list_size(const char *s, size_t *out, unsigne
 	return *s ? 0 : n;
 }
 
-/* Parses a list of byte sizes, "64,4k,1M" (k/M/G: powers of 1024), into
- * out; returns how many, or 0 on a bad list.  0 is a valid size. */
+/* Counts: "1000,10M" (powers of 1000), never 0. */
+static inline unsigned bench_parse_list_size(const char *s, size_t *out, unsigned max)
+{
+	return bench_parse_list(s, out, max, 1000, false);
+}
+
+/* Byte sizes: "64,4k,1M" (powers of 1024); 0 is a valid size. */
 static inline unsigned bench_parse_list_bytes(const char *s, size_t *out, unsigned max)
 {
-	unsigned n = 0;
-
-	while (*s && n < max) {
-		char *end;
-		unsigned long long v = strtoull(s, &end, 10);
-
-		if (end == s)
-			return 0;
-		switch (*end) {
-		case 'k': v <<= 10, end++; break;
-		case 'M': v <<= 20, end++; break;
-		case 'G': v <<= 30, end++; break;
-		}
-		if (*end && *end != ',')
-			return 0;
-		out[n++] = (size_t)v;
-		s = *end ? end + 1 : end;
-	}
-	return *s ? 0 : n;
+	return bench_parse_list(s, out, max, 1024, true);
 }
 
 static inline unsigned bench_parse_list_unsigned(const char *s, unsigned *out, unsigned max,
