@@ -70,7 +70,9 @@ enum scratch_log_level {
 /* The library hands each log line to log(ctx, level, line); line is logfmt,
  * e.g. `msg="falling back to memory" path=/tmp/x err="No space left"`, and
  * valid only during the call.  log may be called from any thread that calls
- * into the library, so it must be thread-safe.  A NULL logger logs nothing;
+ * into the library, so it must be thread-safe, and it may be called with
+ * the store's internal locks held, so it must not call back into the store
+ * that logs.  A NULL logger logs nothing;
  * the library never writes to stdout or stderr by itself.  The logger struct
  * is copied: it need not outlive the call that passes it. */
 typedef struct scratch_logger {
@@ -113,7 +115,8 @@ SCRATCH_API int scratch_open(const scratch_logger *logger, const char *path, scr
 
 /* Frees every blob and removes the store's files.  Waits for nothing: readers
  * still open stay valid until they are closed, and the store's last resources
- * go with the last of them.  No other call may use s once this is called.
+ * go with the last of them.  No other call may use s once this is called,
+ * and that includes its writers: commit or abort every writer first.
  * NULL is a no-op. */
 SCRATCH_API void scratch_store_close(scratch_store *s);
 

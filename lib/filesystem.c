@@ -259,9 +259,11 @@ static void lane_seal(struct fs_store *fs, struct lane *l)
 }
 
 /* A new segment of at least `need` bytes; halves its size on ENOSPC. */
-static int new_segment(struct fs_store *fs, uint64_t need, struct segment **out)
+/* A segment for a lane (need: the first blob's bytes), or, if own, for one
+ * blob of exactly need bytes. */
+static int new_segment(struct fs_store *fs, uint64_t need, bool own, struct segment **out)
 {
-	uint64_t size = need > SEGMENT_SIZE ? round_up(need, PAGE) : SEGMENT_SIZE;
+	uint64_t size = own || need > SEGMENT_SIZE ? round_up(need, PAGE) : SEGMENT_SIZE;
 	int err;
 
 	while ((err = segment_new(&fs->dir, size, out)) == -ENOSPC && size / 2 >= need &&
@@ -278,7 +280,7 @@ static int lane_room(struct fs_store *fs, struct lane *l, uint64_t n)
 	if (l->seg && l->back - l->front >= n)
 		return 0;
 	lane_seal(fs, l);
-	int err = new_segment(fs, n, &l->seg);
+	int err = new_segment(fs, n, false, &l->seg);
 
 	if (err)
 		return err;
@@ -348,7 +350,7 @@ static int put_own_file(struct fs_store *fs, const struct iovec *iov, int iovcnt
 			struct htab_entry *e)
 {
 	struct segment *seg;
-	int err = new_segment(fs, total, &seg);
+	int err = new_segment(fs, total, true, &seg);
 
 	if (err)
 		return err;
@@ -361,6 +363,7 @@ static int put_own_file(struct fs_store *fs, const struct iovec *iov, int iovcnt
 		segment_put(seg);
 		return err;
 	}
+	segment_written(seg);
 	e->backing = seg; /* the creation reference becomes the blob's */
 	e->offset = 0;
 	return 0;
@@ -601,7 +604,7 @@ static int writer_spill(struct fs_store *fs, struct fs_writer *w)
 	int err = 0;
 
 	if (!w->seg)
-		err = disk_ok(fs) ? new_segment(fs, WRITER_GROW, &w->seg) : -EAGAIN;
+		err = disk_ok(fs) ? new_segment(fs, WRITER_GROW, true, &w->seg) : -EAGAIN;
 	if (!err && w->on_disk + w->len > w->seg->size) {
 		uint64_t size = w->seg->size * 2;
 
@@ -707,6 +710,7 @@ static int fs_writer_commit(scratch_writer *base, scratch_handle *out)
 	if (w->seg) {
 		/* Trim the preallocation; a failure only wastes the tail. */
 		(void)segment_resize(w->seg, round_up(w->on_disk, PAGE));
+		segment_written(w->seg);
 		blob.backing = w->seg;
 		blob.size = w->on_disk;
 		w->seg = NULL;

@@ -210,8 +210,15 @@ static int create_file(struct segment_dir *d, uint64_t size, char *name)
 				continue;
 			return -errno;
 		}
-		/* A cleaner may have taken it between create and lock. */
-		if (lock_file(fd) || fstat(fd, &st) || st.st_nlink == 0) {
+		/* A cleaner may have taken it between create and lock (and will
+		 * unlink it); any other failure to lock is ours to clean up. */
+		err = lock_file(fd);
+		if (err && err != -EAGAIN && err != -EACCES) {
+			(void)unlinkat(d->fd, name, 0);
+			close(fd);
+			return err;
+		}
+		if (err || fstat(fd, &st) || st.st_nlink == 0) {
 			close(fd);
 			continue;
 		}
@@ -289,12 +296,19 @@ void segment_put(struct segment *s)
 		(void)unlinkat(d->fd, s->name, 0);
 	pthread_mutex_unlock(&d->lock);
 	munmap((void *)s->map, s->size);
-	close(s->fd);
+	if (s->fd >= 0)
+		close(s->fd);
 	for (unsigned i = 0; i < atomic_load_explicit(&s->nchunks, memory_order_relaxed); i++)
 		heap_free(d->heap, HEAP_NO_CACHE, s->chunks[i].buf);
 	atomic_fetch_sub_explicit(&d->disk_bytes, s->size, memory_order_relaxed);
 	atomic_fetch_sub_explicit(&d->nsegments, 1, memory_order_relaxed);
 	free(s);
+}
+
+void segment_written(struct segment *s)
+{
+	close(s->fd);
+	s->fd = -1;
 }
 
 int segment_resize(struct segment *s, uint64_t size)
@@ -305,8 +319,12 @@ int segment_resize(struct segment *s, uint64_t size)
 	if (size > s->size && (err = preallocate(s->fd, size)))
 		return err;
 	map = mremap((void *)s->map, s->size, size, MREMAP_MAYMOVE);
-	if (map == MAP_FAILED)
-		return -errno;
+	if (map == MAP_FAILED) {
+		err = -errno;
+		if (size > s->size)
+			(void)ftruncate(s->fd, (off_t)s->size); /* as it was */
+		return err;
+	}
 	if (size < s->size)
 		(void)ftruncate(s->fd, (off_t)size);
 	atomic_fetch_add_explicit(&s->dir->disk_bytes, size - s->size, memory_order_relaxed);
@@ -321,7 +339,7 @@ void segment_release_range(struct segment *s, uint64_t off, uint64_t len)
 	uint64_t to = (off + len) & ~(uint64_t)(PAGE - 1);
 
 	/* Not worth a system call: the file itself is about to go. */
-	if (atomic_load_explicit(&s->refs, memory_order_relaxed) == 1 ||
+	if (s->fd < 0 || atomic_load_explicit(&s->refs, memory_order_relaxed) == 1 ||
 	    atomic_load_explicit(&s->dir->closed, memory_order_relaxed))
 		return;
 	if (to - from >= PUNCH_MIN && to > from)

@@ -30,7 +30,7 @@ struct segment_dir;
 
 struct segment {
 	struct segment_dir *dir;
-	int fd;
+	int fd;                       /* -1 once segment_written() */
 	uint64_t size;
 	const unsigned char *map;     /* PROT_READ, MAP_SHARED, size bytes */
 	void *lane;                   /* the lane that stages into it, or NULL */
@@ -80,6 +80,12 @@ static inline void segment_get(struct segment *s)
 }
 
 void segment_put(struct segment *s);
+
+/* A segment of one blob is written for good: its file descriptor goes (a
+ * process keeps a thousand large blobs without a thousand fds).  The
+ * mapping keeps the open file, and with it the ownership lock, until the
+ * segment goes; with one blob, nothing is ever punched. */
+void segment_written(struct segment *s);
 
 /* Grows (preallocating) or shrinks the file and its mapping; only while
  * the segment is its creator's alone.  0 or -errno. */

@@ -56,28 +56,46 @@ void wio_fini(struct wio *w)
 	w->uring = false;
 }
 
+/* Records n more bytes written: done, and where in iov the rest starts. */
+static void op_progress(struct wio_op *op, size_t n)
+{
+	op->done += n;
+	while (n && op->at < op->iovcnt) {
+		size_t left = op->iov[op->at].iov_len - op->at_off;
+
+		if (n < left) {
+			op->at_off += n;
+			return;
+		}
+		n -= left;
+		op->at++;
+		op->at_off = 0;
+	}
+}
+
 /* Fills op->vec with what is left to write; returns the iovec count. */
 static int op_remaining(struct wio_op *op)
 {
-	size_t skip = op->done;
 	int n = 0;
+	size_t skip = op->at_off;
 
-	for (int i = 0; i < op->iovcnt && n < WIO_MAX_IOV; i++) {
-		size_t len = op->iov[i].iov_len;
-
-		if (skip >= len) {
-			skip -= len;
+	for (int i = op->at; i < op->iovcnt && n < WIO_MAX_IOV; i++, skip = 0) {
+		if (op->iov[i].iov_len == skip)
 			continue;
-		}
 		op->vec[n].iov_base = (char *)op->iov[i].iov_base + skip;
-		op->vec[n].iov_len = len - skip;
-		skip = 0;
+		op->vec[n].iov_len = op->iov[i].iov_len - skip;
 		n++;
 	}
 	return n;
 }
 
-/* The pwritev path: the whole operation, now. */
+/* -EAGAIN/-EINTR: try again, but not forever. */
+static bool op_retry(struct wio_op *op, long res)
+{
+	return (res == -EINTR || res == -EAGAIN) && ++op->retries < WIO_MAX_RETRIES;
+}
+
+/* The pwritev path: the rest of the operation, now. */
 static int op_pwrite(struct wio_op *op)
 {
 	while (op->done < op->total) {
@@ -88,69 +106,86 @@ static int op_pwrite(struct wio_op *op)
 			k = -errno;
 		if (wio_fault)
 			k = wio_fault(op->fd, (int)(k > INT_MAX ? INT_MAX : k));
-		if (k == -EINTR || k == -EAGAIN)
+		if (op_retry(op, k))
 			continue;
 		if (k < 0)
 			return (int)k;
 		if (k == 0)
 			return -EIO;
-		op->done += (size_t)k;
+		op_progress(op, (size_t)k);
 	}
 	return 0;
 }
 
-static int op_submit(struct wio *w, struct wio_op *op)
+/* The ring failed (submit or wait said so, not a write).  Whatever was on
+ * it fails with err: the kernel may still be copying from its buffer after
+ * the ring is gone, so finishing it with pwritev could let the caller
+ * reuse that buffer under a late kernel write.  The filesystem store keeps
+ * a failed write's bytes in memory and never touches its buffer again, so
+ * nothing is lost.  The channel writes with pwritev from now on. */
+static void ring_failed(struct wio *w, int err)
+{
+	struct wio_op *ops[] = { &w->background, &w->foreground };
+
+	io_uring_queue_exit(&w->ring);
+	w->uring = false;
+	for (unsigned i = 0; i < 2; i++) {
+		if (!ops[i]->busy)
+			continue;
+		ops[i]->busy = false;
+		ops[i]->res = err;
+	}
+}
+
+/* Puts the rest of op on the ring.  op->busy says whether it is there. */
+static void op_submit(struct wio *w, struct wio_op *op)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
 	int n = op_remaining(op), err;
 
-	/* The ring has room for both operations, so sqe is never NULL. */
+	op->busy = true;
+	if (!sqe) { /* never: the ring has room for both operations */
+		ring_failed(w, -EIO);
+		return;
+	}
 	io_uring_prep_writev(sqe, op->fd, op->vec, (unsigned)n, op->off + op->done);
 	io_uring_sqe_set_data(sqe, op);
 	do
 		err = io_uring_submit(&w->ring);
-	while (err == -EINTR || err == -EAGAIN);
+	while (op_retry(op, err));
+	/* A failed enter leaves the entry in the submission queue, where the
+	 * next enter would send it again with op->vec changed under it. */
 	if (err < 0)
-		return err;
-	op->busy = true;
-	return 0;
+		ring_failed(w, err);
 }
 
 /* One completion of op: finished, or the rest resubmitted. */
 static void op_complete(struct wio *w, struct wio_op *op, int res)
 {
 	op->busy = false;
-	if (res == -EAGAIN || res == -EINTR)
+	if (op_retry(op, res))
 		res = 0;
 	else if (res == 0)
 		res = -EIO; /* no progress on a non-empty write */
 	else if (res > 0)
-		op->done += (size_t)res, res = 0;
-	if (res < 0) {
+		op_progress(op, (size_t)res), res = 0;
+	if (res < 0)
 		op->res = res;
-		return;
-	}
-	if (op->done < op->total) {
-		int err = op_submit(w, op);
-
-		if (err)
-			op->res = err;
-	}
+	else if (op->done < op->total)
+		op_submit(w, op);
 }
 
 /* Reaps completions until op is finished. */
 static int op_wait(struct wio *w, struct wio_op *op)
 {
-	while (op->busy) {
+	while (op->busy && w->uring) {
 		struct io_uring_cqe *cqe;
 		int err = io_uring_wait_cqe(&w->ring, &cqe);
 
 		if (err == -EINTR || err == -EAGAIN)
 			continue;
 		if (err < 0) {
-			/* The ring itself failed: nothing more will complete. */
-			w->background.busy = w->foreground.busy = false;
-			op->res = err;
+			ring_failed(w, err); /* fails op, and the other one */
 			break;
 		}
 		struct wio_op *done = io_uring_cqe_get_data(cqe);
@@ -162,6 +197,7 @@ static int op_wait(struct wio *w, struct wio_op *op)
 	return op->res;
 }
 
+/* Starts op; 0 while it is on the ring, else its result. */
 static int op_start(struct wio *w, struct wio_op *op, int fd, const struct iovec *iov,
 		    int iovcnt, uint64_t off)
 {
@@ -169,18 +205,14 @@ static int op_start(struct wio *w, struct wio_op *op, int fd, const struct iovec
 
 	for (int i = 0; i < iovcnt; i++)
 		total += iov[i].iov_len;
-	op->fd = fd;
-	op->iov = iov;
-	op->iovcnt = iovcnt;
-	op->off = off;
-	op->total = total;
-	op->done = 0;
-	op->res = 0;
+	*op = (struct wio_op){ .fd = fd, .iov = iov, .iovcnt = iovcnt, .off = off, .total = total,
+			       .one = op->one };
 	if (total == 0)
 		return 0;
 	if (!w->uring)
 		return op->res = op_pwrite(op);
-	return op->res = op_submit(w, op);
+	op_submit(w, op);
+	return op->busy ? 0 : op->res;
 }
 
 int wio_start(struct wio *w, int fd, const void *buf, size_t len, uint64_t off)
@@ -194,7 +226,7 @@ int wio_start(struct wio *w, int fd, const void *buf, size_t len, uint64_t off)
 
 int wio_wait(struct wio *w)
 {
-	int res = w->uring ? op_wait(w, &w->background) : w->background.res;
+	int res = op_wait(w, &w->background);
 
 	w->background.res = 0;
 	return res;
@@ -204,7 +236,5 @@ int wio_writev(struct wio *w, int fd, const struct iovec *iov, int iovcnt, uint6
 {
 	int err = op_start(w, &w->foreground, fd, iov, iovcnt, off);
 
-	if (err || !w->uring)
-		return err;
-	return op_wait(w, &w->foreground);
+	return err ? err : op_wait(w, &w->foreground);
 }

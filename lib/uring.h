@@ -2,7 +2,8 @@
  * uring.h: the write path of the filesystem store (design: uring.c).
  *
  * A struct wio is one writer's channel to the disk: an io_uring ring, or
- * plain pwritev when io_uring cannot be had.  It is used by one thread at a
+ * plain pwritev when io_uring cannot be had (or once the ring itself has
+ * failed, which fails whatever was on it).  It is used by one thread at a
  * time (its owner's lock).  It carries at most one background write, so a
  * full staging buffer goes to disk while the next one fills, plus any
  * number of foreground writes that the caller waits for.
@@ -18,6 +19,7 @@
 #include <liburing.h>
 
 #define WIO_MAX_IOV 64 /* iovecs per submission; the rest is resubmitted */
+#define WIO_MAX_RETRIES 1000 /* -EAGAIN/-EINTR in a row before giving up */
 
 struct wio_op {
 	int fd;
@@ -25,6 +27,9 @@ struct wio_op {
 	int iovcnt;
 	uint64_t off;
 	size_t total, done;
+	int at;              /* the rest starts in iov[at], at_off bytes in */
+	size_t at_off;
+	unsigned retries;
 	int res;             /* 0 or -errno once finished */
 	bool busy;           /* submitted, not yet finished */
 	struct iovec one;    /* iov storage of a single-buffer write */

@@ -156,6 +156,31 @@ START_TEST(test_cleanup_spares_owned_and_foreign)
 }
 END_TEST
 
+/* Without its descriptor, a segment's mapping still holds its file open,
+ * and so its lock: a cleaner leaves it alone. */
+START_TEST(test_written_segment_stays_owned)
+{
+	struct segment_dir a, b;
+	struct segment *s;
+
+	ck_assert_int_eq(segment_dir_open(&a, root, &heap), 0);
+	ck_assert_int_eq(segment_new(&a, SIZE, &s), 0);
+	ck_assert_int_eq(pwrite(s->fd, "xyz", 3, 0), 3);
+	segment_written(s);
+	ck_assert_int_eq(s->fd, -1);
+	ck_assert_int_eq(segment_dir_open(&b, root, &heap), 0);
+	ck_assert(exists_at(root, s->name));
+	ck_assert_int_eq(memcmp(s->map, "xyz", 3), 0);
+	segment_release_range(s, 0, SIZE); /* no descriptor: nothing to punch */
+	segment_put(s);
+	ck_assert_uint_eq(a.nsegments, 0);
+	segment_dir_close(&a);
+	segment_dir_fini(&a);
+	segment_dir_close(&b);
+	segment_dir_fini(&b);
+}
+END_TEST
+
 START_TEST(test_killed_owner_cleaned)
 {
 	int pipefd[2], status;
@@ -291,6 +316,7 @@ static Suite *segment_suite(void)
 	tcase_add_test(tc, test_dir_made_with_parents);
 	tcase_add_test(tc, test_segment_file);
 	tcase_add_test(tc, test_cleanup_spares_owned_and_foreign);
+	tcase_add_test(tc, test_written_segment_stays_owned);
 	tcase_add_test(tc, test_killed_owner_cleaned);
 	tcase_add_test(tc, test_release_punches_whole_pages_only);
 	tcase_add_test(tc, test_bytes_only_when_written);
