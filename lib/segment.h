@@ -41,7 +41,7 @@ struct segment {
 	_Atomic uint64_t written;
 	/* Set once, under the lane's lock, before being published with
 	 * release through nchunks. */
-	struct segment_chunk chunks[2];
+	struct segment_chunk chunks[4]; /* buffers in flight + the filling one */
 	_Atomic unsigned nchunks;
 	struct segment *prev, *next;  /* the directory's list, under its lock */
 	bool unlinked;                /* under the directory's lock */

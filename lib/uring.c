@@ -41,7 +41,7 @@ int wio_init(struct wio *w, bool use_uring)
 	memset(w, 0, sizeof(*w));
 	if (!use_uring)
 		return 0;
-	err = io_uring_queue_init(4, &w->ring, 0);
+	err = io_uring_queue_init(2 * (WIO_INFLIGHT + 1), &w->ring, 0);
 	if (err)
 		return err;
 	w->uring = true;
@@ -50,7 +50,8 @@ int wio_init(struct wio *w, bool use_uring)
 
 void wio_fini(struct wio *w)
 {
-	(void)wio_wait(w);
+	while (w->nbackground)
+		(void)wio_wait(w);
 	if (w->uring)
 		io_uring_queue_exit(&w->ring);
 	w->uring = false;
@@ -123,18 +124,21 @@ static int op_pwrite(struct wio_op *op)
  * reuse that buffer under a late kernel write.  The filesystem store keeps
  * a failed write's bytes in memory and never touches its buffer again, so
  * nothing is lost.  The channel writes with pwritev from now on. */
+static void op_fail(struct wio_op *op, int err)
+{
+	if (op->busy) {
+		op->busy = false;
+		op->res = err;
+	}
+}
+
 static void ring_failed(struct wio *w, int err)
 {
-	struct wio_op *ops[] = { &w->background, &w->foreground };
-
 	io_uring_queue_exit(&w->ring);
 	w->uring = false;
-	for (unsigned i = 0; i < 2; i++) {
-		if (!ops[i]->busy)
-			continue;
-		ops[i]->busy = false;
-		ops[i]->res = err;
-	}
+	for (unsigned i = 0; i < WIO_INFLIGHT; i++)
+		op_fail(&w->background[i], err);
+	op_fail(&w->foreground, err);
 }
 
 /* Puts the rest of op on the ring.  op->busy says whether it is there. */
@@ -185,7 +189,7 @@ static int op_wait(struct wio *w, struct wio_op *op)
 		if (err == -EINTR || err == -EAGAIN)
 			continue;
 		if (err < 0) {
-			ring_failed(w, err); /* fails op, and the other one */
+			ring_failed(w, err); /* fails op, and every other one */
 			break;
 		}
 		struct wio_op *done = io_uring_cqe_get_data(cqe);
@@ -217,8 +221,11 @@ static int op_start(struct wio *w, struct wio_op *op, int fd, const struct iovec
 
 int wio_start(struct wio *w, int fd, const void *buf, size_t len, uint64_t off)
 {
-	struct wio_op *op = &w->background;
+	struct wio_op *op;
 
+	if (w->nbackground == WIO_INFLIGHT)
+		return -EBUSY;
+	op = &w->background[(w->head + w->nbackground++) % WIO_INFLIGHT];
 	op->one.iov_base = (void *)buf;
 	op->one.iov_len = len;
 	return op_start(w, op, fd, &op->one, 1, off);
@@ -226,9 +233,14 @@ int wio_start(struct wio *w, int fd, const void *buf, size_t len, uint64_t off)
 
 int wio_wait(struct wio *w)
 {
-	int res = op_wait(w, &w->background);
+	struct wio_op *op = &w->background[w->head];
 
-	w->background.res = 0;
+	if (!w->nbackground)
+		return 0;
+	int res = op_wait(w, op);
+
+	w->head = (w->head + 1) % WIO_INFLIGHT;
+	w->nbackground--;
 	return res;
 }
 

@@ -4,9 +4,10 @@
  * A struct wio is one writer's channel to the disk: an io_uring ring, or
  * plain pwritev when io_uring cannot be had (or once the ring itself has
  * failed, which fails whatever was on it).  It is used by one thread at a
- * time (its owner's lock).  It carries at most one background write, so a
- * full staging buffer goes to disk while the next one fills, plus any
- * number of foreground writes that the caller waits for.
+ * time (its owner's lock).  It carries up to WIO_INFLIGHT background
+ * writes, started and waited for in order, so full staging buffers go to
+ * disk while the next one fills, plus one foreground write at a time that
+ * the caller waits for.
  */
 #ifndef SCRATCH_URING_H
 #define SCRATCH_URING_H
@@ -20,6 +21,11 @@
 
 #define WIO_MAX_IOV 64 /* iovecs per submission; the rest is resubmitted */
 #define WIO_MAX_RETRIES 1000 /* -EAGAIN/-EINTR in a row before giving up */
+/* Background writes in flight.  Buffered io_uring writes are copied into
+ * the page cache by kernel workers here, so throughput grows with writes in
+ * flight: fsbench put 1 MiB against seq-pwrite, alternating builds, three
+ * rounds: 1 in flight 0.56-0.58x, 2: 0.71-0.79x, 3: 0.75-0.81x. */
+#define WIO_INFLIGHT 3
 
 struct wio_op {
 	int fd;
@@ -39,7 +45,9 @@ struct wio_op {
 struct wio {
 	struct io_uring ring;
 	bool uring;                /* false: pwritev */
-	struct wio_op background, foreground;
+	struct wio_op background[WIO_INFLIGHT]; /* a FIFO from head */
+	unsigned head, nbackground;
+	struct wio_op foreground;
 };
 
 /* Test seam: if set, every completion's result (bytes written or -errno,
@@ -56,12 +64,13 @@ int wio_init(struct wio *w, bool use_uring);
 void wio_fini(struct wio *w);
 
 /* Starts writing buf[0..len) at off in the background; the bytes must stay
- * put until wio_wait().  Any earlier background write must be waited for.
- * On the pwrite path the write happens now.  0 or -errno. */
+ * put until wio_wait() returns its result.  At most WIO_INFLIGHT may be
+ * started and not yet waited for (-EBUSY).  On the pwrite path the write
+ * happens now.  0, or the write's -errno if it already failed. */
 int wio_start(struct wio *w, int fd, const void *buf, size_t len, uint64_t off);
 
-/* The background write's result: 0 once every byte is written, or -errno
- * (-ENOSPC, -EIO, ...).  0 if none is in flight. */
+/* Waits for the oldest background write: 0 once every byte is written, or
+ * -errno (-ENOSPC, -EIO, ...).  0 if none is in flight. */
 int wio_wait(struct wio *w);
 
 /* Writes iov[0..iovcnt) at off and waits for it.  0 or -errno. */

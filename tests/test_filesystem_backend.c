@@ -191,7 +191,7 @@ END_TEST
 START_TEST(test_failed_direct_write_kept)
 {
 	scratch_store *s = open_store(_i);
-	size_t sizes[] = { 300000, 5u << 20 }; /* written directly, never staged */
+	size_t sizes[] = { 2u << 20, 5u << 20 }; /* written directly, never staged */
 
 	wio_fault = fail_all;
 	for (unsigned i = 0; i < 2; i++) {
