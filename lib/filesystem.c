@@ -2,7 +2,8 @@
  * filesystem.c: the filesystem backend.
  *
  * Blobs live in segment files (segment.c has the layout, the ownership
- * locks and the start-up cleanup).  A put takes one of a few lanes (the
+ * locks and the start-up cleanup); the streaming writer is in fs_writer.c,
+ * what the two share in filesystem.h.  A put takes one of a few lanes (the
  * thread's own if it is free, else any free one), and by size:
  * - empty blobs need no storage at all;
  * - small blobs (up to STAGE_MAX_URING, or STAGE_MAX on the pwrite path)
@@ -45,86 +46,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backend.h"
-#include "segment.h"
-#include "uring.h"
-
-#define PAGE 4096u
-#define SEGMENT_SIZE (16ull << 20) /* halved down to SEGMENT_MIN on ENOSPC */
-#define SEGMENT_MIN (1ull << 20)
-#define STAGE_SIZE (1u << 20)      /* one background write */
-/* Larger blobs are written directly.  io_uring overlaps buffers' writes
- * with the next puts (WIO_INFLIGHT of them), which pays for the copy up to
- * a whole buffer (fsbench put 1 MiB: 0.75-0.81x seq-pwrite staged, 0.67-
- * 0.69x written directly and waited for); pwrite cannot overlap, so there
- * a copy only pays while it saves system calls. */
-#define STAGE_MAX (64u << 10)
-#define STAGE_MAX_URING STAGE_SIZE
-#define STAGE_ALIGN 16u
-#define OWN_FILE_MIN (SEGMENT_SIZE / 4)
-#define WRITER_GROW (4ull << 20)
-#define NLANES 4
-#define RETRY_NS (5ull * 1000 * 1000)
-
-#define BLOB_STAGED 1u /* entry->backing_index: may still be in a buffer */
-
-_Static_assert(WIO_INFLIGHT + 1 <= sizeof(((struct segment *)0)->chunks) /
-				   sizeof(struct segment_chunk),
-	       "a segment must be able to adopt every buffer of a lane");
-
-struct stage {
-	struct segment *seg; /* referenced while the buffer holds its bytes */
-	uint64_t start;      /* where buf[0] goes in seg */
-	size_t len;
-	unsigned char *buf;  /* STAGE_SIZE bytes of the heap, or NULL */
-};
-
-struct lane {
-	pthread_mutex_t lock;
-	struct wio io;
-	bool io_ready;
-	struct segment *seg;        /* being filled; referenced */
-	uint64_t front, back;       /* staged bytes go up from front, direct down from back */
-	struct stage fill;
-	/* Being written, oldest first, in step with io's background writes. */
-	struct stage flights[WIO_INFLIGHT];
-	unsigned head, nflights;
-	unsigned char *spare[WIO_INFLIGHT + 1]; /* written buffers, for reuse */
-	unsigned nspare;
-} __attribute__((aligned(64)));
-
-struct fs_store {
-	scratch_store base;
-	struct heap heap;
-	struct segment_dir dir;
-	scratch_logger logger;
-	char *path;
-	bool use_uring;
-	_Atomic bool told_pwrite;
-	_Atomic uint64_t retry_at; /* CLOCK_MONOTONIC ns: no disk before */
-	_Atomic unsigned next_lane;
-	struct lane lanes[NLANES];
-};
-
-struct fs_writer {
-	scratch_writer base;
-	unsigned char *buf; /* STAGE_SIZE bytes not yet on disk */
-	size_t len;
-	struct segment *seg; /* a file of its own, once buf first fills */
-	uint64_t on_disk;
-	unsigned char *mem;  /* after a disk failure: everything, in memory */
-	size_t mem_len, mem_cap;
-};
-
-static inline struct fs_store *to_fs(scratch_store *s)
-{
-	return (struct fs_store *)s;
-}
-
-static uint64_t round_up(uint64_t n, uint64_t to)
-{
-	return (n + to - 1) & ~(to - 1);
-}
+#include "filesystem.h"
 
 static uint64_t now_ns(void)
 {
@@ -148,14 +70,14 @@ static void fs_log(struct fs_store *fs, enum scratch_log_level level, const char
 	fs->logger.log(fs->logger.ctx, level, line);
 }
 
-static bool disk_ok(struct fs_store *fs)
+bool fs_disk_ok(struct fs_store *fs)
 {
 	uint64_t at = atomic_load_explicit(&fs->retry_at, memory_order_relaxed);
 
 	return at == 0 || now_ns() >= at;
 }
 
-static void disk_failed(struct fs_store *fs, int err, const char *op)
+void fs_disk_failed(struct fs_store *fs, int err, const char *op)
 {
 	atomic_store_explicit(&fs->retry_at, now_ns() + RETRY_NS, memory_order_relaxed);
 	fs_log(fs, SCRATCH_LOG_WARN,
@@ -164,7 +86,7 @@ static void disk_failed(struct fs_store *fs, int err, const char *op)
 }
 
 /* Sets up the lane's write channel on first use. */
-static struct wio *lane_io(struct fs_store *fs, struct lane *l)
+struct wio *fs_lane_io(struct fs_store *fs, struct lane *l)
 {
 	if (!l->io_ready) {
 		int err = wio_init(&l->io, fs->use_uring);
@@ -179,7 +101,7 @@ static struct wio *lane_io(struct fs_store *fs, struct lane *l)
 }
 
 /* Locks the thread's lane if free, else any free one, else waits for its own. */
-static struct lane *lane_lock(struct fs_store *fs)
+struct lane *fs_lane_lock(struct fs_store *fs)
 {
 	static _Thread_local unsigned mine = ~0u;
 
@@ -236,7 +158,7 @@ static void segment_adopt(struct fs_store *fs, struct lane *l, struct stage f, i
 		l->seg = NULL;
 		segment_put(seg);
 	}
-	disk_failed(fs, err, "write");
+	fs_disk_failed(fs, err, "write");
 }
 
 /* Waits for the oldest buffer in flight and publishes its fate: its bytes
@@ -263,7 +185,7 @@ static void stage_finish(struct fs_store *fs, struct lane *l)
 /* Sends the filling buffer to disk in the background. */
 static void stage_start(struct fs_store *fs, struct lane *l)
 {
-	struct wio *io = lane_io(fs, l);
+	struct wio *io = fs_lane_io(fs, l);
 	struct stage *f;
 
 	if (!l->fill.seg)
@@ -301,7 +223,7 @@ static void lane_seal(struct fs_store *fs, struct lane *l)
 /* A new segment of at least `need` bytes; halves its size on ENOSPC. */
 /* A segment for a lane (need: the first blob's bytes), or, if own, for one
  * blob of exactly need bytes. */
-static int new_segment(struct fs_store *fs, uint64_t need, bool own, struct segment **out)
+int fs_new_segment(struct fs_store *fs, uint64_t need, bool own, struct segment **out)
 {
 	uint64_t size = own || need > SEGMENT_SIZE ? round_up(need, PAGE) : SEGMENT_SIZE;
 	int err;
@@ -310,7 +232,7 @@ static int new_segment(struct fs_store *fs, uint64_t need, bool own, struct segm
 	       size / 2 >= SEGMENT_MIN)
 		size /= 2;
 	if (err)
-		disk_failed(fs, err, "create");
+		fs_disk_failed(fs, err, "create");
 	return err;
 }
 
@@ -320,7 +242,7 @@ static int lane_room(struct fs_store *fs, struct lane *l, uint64_t n)
 	if (l->seg && l->back - l->front >= n)
 		return 0;
 	lane_seal(fs, l);
-	int err = new_segment(fs, n, false, &l->seg);
+	int err = fs_new_segment(fs, n, false, &l->seg);
 
 	if (err)
 		return err;
@@ -375,9 +297,9 @@ static int put_direct(struct fs_store *fs, struct lane *l, const struct iovec *i
 	if (err)
 		return err;
 	l->back -= n;
-	err = wio_writev(lane_io(fs, l), l->seg->fd, iov, iovcnt, l->back);
+	err = wio_writev(fs_lane_io(fs, l), l->seg->fd, iov, iovcnt, l->back);
 	if (err) {
-		disk_failed(fs, err, "write");
+		fs_disk_failed(fs, err, "write");
 		return err;
 	}
 	e->backing = l->seg;
@@ -390,16 +312,16 @@ static int put_own_file(struct fs_store *fs, const struct iovec *iov, int iovcnt
 			struct htab_entry *e)
 {
 	struct segment *seg;
-	int err = new_segment(fs, total, true, &seg);
+	int err = fs_new_segment(fs, total, true, &seg);
 
 	if (err)
 		return err;
-	struct lane *l = lane_lock(fs);
+	struct lane *l = fs_lane_lock(fs);
 
-	err = wio_writev(lane_io(fs, l), seg->fd, iov, iovcnt, 0);
+	err = wio_writev(fs_lane_io(fs, l), seg->fd, iov, iovcnt, 0);
 	pthread_mutex_unlock(&l->lock);
 	if (err) {
-		disk_failed(fs, err, "write");
+		fs_disk_failed(fs, err, "write");
 		segment_put(seg);
 		return err;
 	}
@@ -416,12 +338,12 @@ static int put_disk(struct fs_store *fs, const struct iovec *iov, int iovcnt, si
 	struct lane *l;
 	int err;
 
-	if (total == 0 || !disk_ok(fs))
+	if (total == 0 || !fs_disk_ok(fs))
 		return -EAGAIN;
 	if (total > OWN_FILE_MIN)
 		return put_own_file(fs, iov, iovcnt, total, e);
-	l = lane_lock(fs);
-	if (total <= (lane_io(fs, l)->uring ? STAGE_MAX_URING : STAGE_MAX))
+	l = fs_lane_lock(fs);
+	if (total <= (fs_lane_io(fs, l)->uring ? STAGE_MAX_URING : STAGE_MAX))
 		err = put_staged(fs, l, iov, iovcnt, total, e);
 	else
 		err = put_direct(fs, l, iov, iovcnt, total, e);
@@ -430,7 +352,7 @@ static int put_disk(struct fs_store *fs, const struct iovec *iov, int iovcnt, si
 }
 
 /* Publishes a blob that put_disk placed, or that lives in the heap. */
-static int publish(scratch_store *s, struct htab_entry *blob, scratch_handle *out)
+int fs_publish(scratch_store *s, struct htab_entry *blob, scratch_handle *out)
 {
 	struct htab_entry *e;
 	int err = htab_reserve(&s->table, &e);
@@ -447,7 +369,7 @@ static int publish(scratch_store *s, struct htab_entry *blob, scratch_handle *ou
 	return 0;
 }
 
-static void drop_blob(struct fs_store *fs, struct htab_entry *blob)
+void fs_drop_blob(struct fs_store *fs, struct htab_entry *blob)
 {
 	if (blob->backing)
 		segment_put(blob->backing);
@@ -455,7 +377,7 @@ static void drop_blob(struct fs_store *fs, struct htab_entry *blob)
 		heap_free(&fs->heap, HEAP_NO_CACHE, (void *)blob->data);
 }
 
-static int fs_put(scratch_store *s, const struct iovec *iov, int iovcnt, size_t total,
+int fs_put(scratch_store *s, const struct iovec *iov, int iovcnt, size_t total,
 		  scratch_handle *out)
 {
 	struct fs_store *fs = to_fs(s);
@@ -473,9 +395,9 @@ static int fs_put(scratch_store *s, const struct iovec *iov, int iovcnt, size_t 
 			blob.data = p;
 		}
 	}
-	err = publish(s, &blob, out);
+	err = fs_publish(s, &blob, out);
 	if (err)
-		drop_blob(fs, &blob);
+		fs_drop_blob(fs, &blob);
 	return err;
 }
 
@@ -605,175 +527,6 @@ static uint64_t fs_heap_bytes(scratch_store *s)
 	return heap_bytes(&to_fs(s)->heap);
 }
 
-static int fs_writer_open(scratch_store *s, scratch_writer **out)
-{
-	struct fs_writer *w = calloc(1, sizeof(*w));
-
-	if (!w)
-		return -ENOMEM;
-	w->base.store = s;
-	*out = &w->base;
-	return 0;
-}
-
-static void writer_free(struct fs_store *fs, struct fs_writer *w)
-{
-	if (w->seg)
-		segment_put(w->seg);
-	heap_free(&fs->heap, HEAP_NO_CACHE, w->buf);
-	heap_free(&fs->heap, HEAP_NO_CACHE, w->mem);
-	free(w);
-}
-
-/* After a disk failure: what is on disk (written, so safe to map) and what
- * is buffered move to memory, where the rest will follow.  0 or -ENOMEM
- * (then nothing changed). */
-static int writer_to_memory(struct fs_store *fs, struct fs_writer *w)
-{
-	size_t need = w->on_disk + w->len, cap = need > STAGE_SIZE ? need : STAGE_SIZE;
-	unsigned char *m = heap_alloc(&fs->heap, HEAP_NO_CACHE, cap);
-
-	if (!m)
-		return -ENOMEM;
-	if (w->on_disk)
-		memcpy(m, w->seg->map, w->on_disk);
-	if (w->len)
-		memcpy(m + w->on_disk, w->buf, w->len);
-	if (w->seg)
-		segment_put(w->seg);
-	heap_free(&fs->heap, HEAP_NO_CACHE, w->buf);
-	*w = (struct fs_writer){ .base = w->base, .mem = m, .mem_len = need, .mem_cap = cap };
-	return 0;
-}
-
-/* Writes the buffer to the writer's own file, or moves all to memory. */
-static int writer_spill(struct fs_store *fs, struct fs_writer *w)
-{
-	int err = 0;
-
-	if (!w->seg)
-		err = disk_ok(fs) ? new_segment(fs, WRITER_GROW, true, &w->seg) : -EAGAIN;
-	if (!err && w->on_disk + w->len > w->seg->size) {
-		uint64_t size = w->seg->size * 2;
-
-		if (size < w->on_disk + w->len)
-			size = round_up(w->on_disk + w->len, PAGE);
-		if ((err = segment_resize(w->seg, size)))
-			disk_failed(fs, err, "fallocate");
-	}
-	if (!err) {
-		struct iovec iov = { w->buf, w->len };
-		struct lane *l = lane_lock(fs);
-
-		err = wio_writev(lane_io(fs, l), w->seg->fd, &iov, 1, w->on_disk);
-		pthread_mutex_unlock(&l->lock);
-		if (err)
-			disk_failed(fs, err, "write");
-	}
-	if (err)
-		return writer_to_memory(fs, w);
-	w->on_disk += w->len;
-	w->len = 0;
-	return 0;
-}
-
-static ssize_t writer_append_memory(struct fs_store *fs, struct fs_writer *w, const void *p,
-				    size_t n)
-{
-	if (n > w->mem_cap - w->mem_len) {
-		size_t cap = w->mem_cap * 2 > w->mem_len + n ? w->mem_cap * 2 : w->mem_len + n;
-		unsigned char *m = heap_grow(&fs->heap, w->mem, cap);
-
-		if (!m)
-			return -ENOMEM;
-		w->mem = m;
-		w->mem_cap = cap;
-	}
-	memcpy(w->mem + w->mem_len, p, n);
-	w->mem_len += n;
-	return (ssize_t)n;
-}
-
-/* Takes n bytes, or returns how many it took before running out of memory
- * (-ENOMEM if none). */
-static ssize_t fs_writer_write(scratch_writer *base, const void *p, size_t n)
-{
-	struct fs_writer *w = (struct fs_writer *)base;
-	struct fs_store *fs = to_fs(base->store);
-	const unsigned char *src = p;
-	size_t left = n;
-
-	while (left && !w->mem) {
-		int err = 0;
-
-		if (!w->buf && !(w->buf = heap_alloc(&fs->heap, HEAP_NO_CACHE, STAGE_SIZE)))
-			err = -ENOMEM;
-		else if (w->len == STAGE_SIZE)
-			err = writer_spill(fs, w);
-		if (err)
-			return left < n ? (ssize_t)(n - left) : err;
-		if (w->mem)
-			break;
-		size_t k = left < STAGE_SIZE - w->len ? left : STAGE_SIZE - w->len;
-
-		memcpy(w->buf + w->len, src, k);
-		w->len += k;
-		src += k;
-		left -= k;
-	}
-	if (left) {
-		ssize_t k = writer_append_memory(fs, w, src, left);
-
-		if (k < 0)
-			return left < n ? (ssize_t)(n - left) : k;
-	}
-	return (ssize_t)n;
-}
-
-static void fs_writer_abort(scratch_writer *base)
-{
-	writer_free(to_fs(base->store), (struct fs_writer *)base);
-}
-
-static int fs_writer_commit(scratch_writer *base, scratch_handle *out)
-{
-	struct fs_writer *w = (struct fs_writer *)base;
-	scratch_store *s = base->store;
-	struct fs_store *fs = to_fs(s);
-	struct htab_entry blob = { 0 };
-	int err;
-
-	if (!w->seg && !w->mem) {
-		/* Never filled its buffer: an ordinary put. */
-		struct iovec iov = { w->buf, w->len };
-
-		err = fs_put(s, &iov, 1, w->len, out);
-		writer_free(fs, w);
-		return err;
-	}
-	if (w->seg && w->len && (err = writer_spill(fs, w))) {
-		writer_free(fs, w);
-		return err;
-	}
-	if (w->seg) {
-		/* Trim the preallocation; a failure only wastes the tail. */
-		(void)segment_resize(w->seg, round_up(w->on_disk, PAGE));
-		segment_written(w->seg);
-		blob.backing = w->seg;
-		blob.size = w->on_disk;
-		w->seg = NULL;
-	} else {
-		blob.data = w->mem;
-		blob.size = w->mem_len;
-		w->mem = NULL;
-	}
-	err = publish(s, &blob, out);
-	if (err)
-		drop_blob(fs, &blob);
-	writer_free(fs, w);
-	return err;
-}
-
 static const struct scratch_backend fs_backend = {
 	.name = "filesystem",
 	.put = fs_put,
@@ -813,7 +566,7 @@ int scratch_filesystem_backend_new(const scratch_logger *logger, const char *pat
 		goto fail_dir;
 	fs->use_uring = wio_uring_wanted();
 	if (fs->use_uring)
-		fs->use_uring = lane_io(fs, &fs->lanes[0])->uring; /* probe, logs if not */
+		fs->use_uring = fs_lane_io(fs, &fs->lanes[0])->uring; /* probe, logs if not */
 	else
 		fs_log(fs, SCRATCH_LOG_DEBUG, "msg=\"writing with pwrite\" reason=SCRATCH_IO");
 	err = htab_init(&fs->base.table, &fs_backend.table_ops, fs);

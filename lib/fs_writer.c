@@ -1,0 +1,188 @@
+/*
+ * fs_writer.c: the streaming writer of the filesystem store.
+ *
+ * A writer buffers up to STAGE_SIZE bytes; a blob that never outgrows the
+ * buffer is put like any other at commit.  Past that, the writer makes a
+ * segment of its own, preallocated in steps, and writes each full buffer
+ * to it (through a lane's channel, io_uring or pwrite), so a blob of any
+ * size streams to disk with one buffer of memory.  Nothing is visible
+ * until commit, which trims the file and publishes it; abort unlinks it.
+ * If the disk fails part-way, what is on disk (written, so safe to read
+ * through the mapping) and the buffer move to memory, where the rest
+ * follows: the committed blob reads back whole.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "filesystem.h"
+
+int fs_writer_open(scratch_store *s, scratch_writer **out)
+{
+	struct fs_writer *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return -ENOMEM;
+	w->base.store = s;
+	*out = &w->base;
+	return 0;
+}
+
+static void writer_free(struct fs_store *fs, struct fs_writer *w)
+{
+	if (w->seg)
+		segment_put(w->seg);
+	heap_free(&fs->heap, HEAP_NO_CACHE, w->buf);
+	heap_free(&fs->heap, HEAP_NO_CACHE, w->mem);
+	free(w);
+}
+
+/* After a disk failure: what is on disk (written, so safe to map) and what
+ * is buffered move to memory, where the rest will follow.  0 or -ENOMEM
+ * (then nothing changed). */
+static int writer_to_memory(struct fs_store *fs, struct fs_writer *w)
+{
+	size_t need = w->on_disk + w->len, cap = need > STAGE_SIZE ? need : STAGE_SIZE;
+	unsigned char *m = heap_alloc(&fs->heap, HEAP_NO_CACHE, cap);
+
+	if (!m)
+		return -ENOMEM;
+	if (w->on_disk)
+		memcpy(m, w->seg->map, w->on_disk);
+	if (w->len)
+		memcpy(m + w->on_disk, w->buf, w->len);
+	if (w->seg)
+		segment_put(w->seg);
+	heap_free(&fs->heap, HEAP_NO_CACHE, w->buf);
+	*w = (struct fs_writer){ .base = w->base, .mem = m, .mem_len = need, .mem_cap = cap };
+	return 0;
+}
+
+/* Writes the buffer to the writer's own file, or moves all to memory. */
+static int writer_spill(struct fs_store *fs, struct fs_writer *w)
+{
+	int err = 0;
+
+	if (!w->seg)
+		err = fs_disk_ok(fs) ? fs_new_segment(fs, WRITER_GROW, true, &w->seg) : -EAGAIN;
+	if (!err && w->on_disk + w->len > w->seg->size) {
+		uint64_t size = w->seg->size * 2;
+
+		if (size < w->on_disk + w->len)
+			size = round_up(w->on_disk + w->len, PAGE);
+		if ((err = segment_resize(w->seg, size)))
+			fs_disk_failed(fs, err, "fallocate");
+	}
+	if (!err) {
+		struct iovec iov = { w->buf, w->len };
+		struct lane *l = fs_lane_lock(fs);
+
+		err = wio_writev(fs_lane_io(fs, l), w->seg->fd, &iov, 1, w->on_disk);
+		pthread_mutex_unlock(&l->lock);
+		if (err)
+			fs_disk_failed(fs, err, "write");
+	}
+	if (err)
+		return writer_to_memory(fs, w);
+	w->on_disk += w->len;
+	w->len = 0;
+	return 0;
+}
+
+static ssize_t writer_append_memory(struct fs_store *fs, struct fs_writer *w, const void *p,
+				    size_t n)
+{
+	if (n > w->mem_cap - w->mem_len) {
+		size_t cap = w->mem_cap * 2 > w->mem_len + n ? w->mem_cap * 2 : w->mem_len + n;
+		unsigned char *m = heap_grow(&fs->heap, w->mem, cap);
+
+		if (!m)
+			return -ENOMEM;
+		w->mem = m;
+		w->mem_cap = cap;
+	}
+	memcpy(w->mem + w->mem_len, p, n);
+	w->mem_len += n;
+	return (ssize_t)n;
+}
+
+/* Takes n bytes, or returns how many it took before running out of memory
+ * (-ENOMEM if none). */
+ssize_t fs_writer_write(scratch_writer *base, const void *p, size_t n)
+{
+	struct fs_writer *w = (struct fs_writer *)base;
+	struct fs_store *fs = to_fs(base->store);
+	const unsigned char *src = p;
+	size_t left = n;
+
+	while (left && !w->mem) {
+		int err = 0;
+
+		if (!w->buf && !(w->buf = heap_alloc(&fs->heap, HEAP_NO_CACHE, STAGE_SIZE)))
+			err = -ENOMEM;
+		else if (w->len == STAGE_SIZE)
+			err = writer_spill(fs, w);
+		if (err)
+			return left < n ? (ssize_t)(n - left) : err;
+		if (w->mem)
+			break;
+		size_t k = left < STAGE_SIZE - w->len ? left : STAGE_SIZE - w->len;
+
+		memcpy(w->buf + w->len, src, k);
+		w->len += k;
+		src += k;
+		left -= k;
+	}
+	if (left) {
+		ssize_t k = writer_append_memory(fs, w, src, left);
+
+		if (k < 0)
+			return left < n ? (ssize_t)(n - left) : k;
+	}
+	return (ssize_t)n;
+}
+
+void fs_writer_abort(scratch_writer *base)
+{
+	writer_free(to_fs(base->store), (struct fs_writer *)base);
+}
+
+int fs_writer_commit(scratch_writer *base, scratch_handle *out)
+{
+	struct fs_writer *w = (struct fs_writer *)base;
+	scratch_store *s = base->store;
+	struct fs_store *fs = to_fs(s);
+	struct htab_entry blob = { 0 };
+	int err;
+
+	if (!w->seg && !w->mem) {
+		/* Never filled its buffer: an ordinary put. */
+		struct iovec iov = { w->buf, w->len };
+
+		err = fs_put(s, &iov, 1, w->len, out);
+		writer_free(fs, w);
+		return err;
+	}
+	if (w->seg && w->len && (err = writer_spill(fs, w))) {
+		writer_free(fs, w);
+		return err;
+	}
+	if (w->seg) {
+		/* Trim the preallocation; a failure only wastes the tail. */
+		(void)segment_resize(w->seg, round_up(w->on_disk, PAGE));
+		segment_written(w->seg);
+		blob.backing = w->seg;
+		blob.size = w->on_disk;
+		w->seg = NULL;
+	} else {
+		blob.data = w->mem;
+		blob.size = w->mem_len;
+		w->mem = NULL;
+	}
+	err = fs_publish(s, &blob, out);
+	if (err)
+		fs_drop_blob(fs, &blob);
+	writer_free(fs, w);
+	return err;
+}
