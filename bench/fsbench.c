@@ -182,6 +182,7 @@ static size_t min_size(size_t a, size_t b)
 	return a < b ? a : b;
 }
 
+__attribute__((format(printf, 2, 3)))
 static void note(const struct config *cfg, const char *fmt, ...)
 {
 	va_list ap;
