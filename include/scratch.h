@@ -113,16 +113,18 @@ SCRATCH_API int scratch_filesystem_new(const scratch_logger *logger, const char 
  * path does not exist and -ENOTDIR if it is not a directory. */
 SCRATCH_API int scratch_open(const scratch_logger *logger, const char *path, scratch_store **out);
 
-/* Frees every blob and removes the store's files.  Waits for nothing: readers
- * still open stay valid until they are closed, and the store's last resources
- * go with the last of them.  No other call may use s once this is called,
+/* Frees every blob and removes the store's files.  Waits for no reader
+ * (only for disk writes already under way): readers still open stay valid
+ * until they are closed, and the store's last resources go with the last
+ * of them.  No other call may use s once this is called,
  * and that includes its writers: commit or abort every writer first.
  * NULL is a no-op. */
 SCRATCH_API void scratch_store_close(scratch_store *s);
 
 /* Writes out what a filesystem store still holds in its staging buffers
- * (small blobs are packed in memory and written in large batches: when a
- * buffer fills, on this call, and on close).  Blobs stay readable throughout;
+ * (small blobs are packed in memory and written in large batches, when a
+ * buffer fills or on this call; close discards what is unwritten, since
+ * the files go too).  Blobs stay readable throughout;
  * this only bounds how much sits in memory and forces the disk write now.
  * A blob whose write fails is kept in memory (with a WARN log line): this
  * returns 0 even then, since nothing was lost.  A memory store has nothing

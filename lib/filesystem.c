@@ -124,7 +124,9 @@ static struct stage flight_pop(struct lane *l, int *err)
 {
 	struct stage f = l->flights[l->head];
 
-	*err = wio_wait(&l->io);
+	/* The two queues move in step; if they ever did not, the safe guess is
+	 * that the write failed (its bytes then stay in memory). */
+	*err = l->io.nbackground ? wio_wait(&l->io) : -EIO;
 	l->head = (l->head + 1) % WIO_INFLIGHT;
 	l->nflights--;
 	return f;
@@ -185,11 +187,12 @@ static void stage_finish(struct fs_store *fs, struct lane *l)
 /* Sends the filling buffer to disk in the background. */
 static void stage_start(struct fs_store *fs, struct lane *l)
 {
-	struct wio *io = fs_lane_io(fs, l);
+	struct wio *io;
 	struct stage *f;
 
 	if (!l->fill.seg)
 		return;
+	io = fs_lane_io(fs, l);
 	if (l->nflights == WIO_INFLIGHT) {
 		stage_finish(fs, l);
 		if (!l->fill.seg)
@@ -199,8 +202,9 @@ static void stage_start(struct fs_store *fs, struct lane *l)
 	*f = l->fill;
 	l->fill = (struct stage){ .buf = l->nspare ? l->spare[--l->nspare] : NULL };
 	(void)wio_start(io, f->seg->fd, f->buf, f->len, f->start);
-	if (!io->uring)
-		stage_finish(fs, l); /* pwrite wrote it already */
+	/* pwrite wrote it already, and wrote older ones if the ring failed. */
+	while (!io->uring && l->nflights)
+		stage_finish(fs, l);
 }
 
 /* Waits until nothing is in flight. */
@@ -417,6 +421,18 @@ static void fs_release(void *ctx, struct htab_entry *e, unsigned shard)
 	segment_put(seg);
 }
 
+/* Is the staged byte at off of seg in a buffer being written? */
+static bool in_flight(const struct lane *l, const struct segment *seg, uint64_t off)
+{
+	for (unsigned i = 0; i < l->nflights; i++) {
+		const struct stage *g = &l->flights[(l->head + i) % WIO_INFLIGHT];
+
+		if (g->seg == seg && off >= g->start && off < g->start + g->len)
+			return true;
+	}
+	return false;
+}
+
 /* Where a staged blob's bytes are while its buffer is not yet written:
  * waits for the write in flight, or copies them out of the filling buffer
  * into *copy, which the reader frees. */
@@ -428,16 +444,9 @@ static const unsigned char *staged_bytes(struct fs_store *fs, struct htab_entry 
 	struct stage *f = &l->fill;
 
 	pthread_mutex_lock(&l->lock);
-	/* In flight: wait until its buffer (and every older one) is done. */
-	for (unsigned i = 0; i < l->nflights && !segment_bytes(seg, e->offset, e->size); i++) {
-		struct stage *g = &l->flights[(l->head + i) % WIO_INFLIGHT];
-
-		if (g->seg == seg && e->offset >= g->start && e->offset < g->start + g->len) {
-			for (unsigned k = 0; k <= i && l->nflights; k++)
-				stage_finish(fs, l);
-			break;
-		}
-	}
+	/* In flight: finish writes, oldest first, until its own is done. */
+	while (!segment_bytes(seg, e->offset, e->size) && in_flight(l, seg, e->offset))
+		stage_finish(fs, l);
 	p = segment_bytes(seg, e->offset, e->size);
 	if (!p && f->seg == seg && e->offset >= f->start &&
 	    e->offset + e->size <= f->start + f->len && (*copy = malloc(e->size))) {

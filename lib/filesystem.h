@@ -78,6 +78,7 @@ struct fs_writer {
 	uint64_t on_disk;
 	unsigned char *mem;  /* after a disk failure: everything, in memory */
 	size_t mem_len, mem_cap;
+	bool failed;         /* the disk failed: the rest goes to memory */
 };
 
 static inline struct fs_store *to_fs(scratch_store *s)

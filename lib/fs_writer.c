@@ -64,7 +64,10 @@ static int writer_spill(struct fs_store *fs, struct fs_writer *w)
 {
 	int err = 0;
 
-	if (!w->seg)
+	/* After a failed write the kernel may still read buf: no more disk. */
+	if (w->failed)
+		err = -EIO;
+	else if (!w->seg)
 		err = fs_disk_ok(fs) ? fs_new_segment(fs, WRITER_GROW, true, &w->seg) : -EAGAIN;
 	if (!err && w->on_disk + w->len > w->seg->size) {
 		uint64_t size = w->seg->size * 2;
@@ -83,8 +86,10 @@ static int writer_spill(struct fs_store *fs, struct fs_writer *w)
 		if (err)
 			fs_disk_failed(fs, err, "write");
 	}
-	if (err)
+	if (err) {
+		w->failed = true;
 		return writer_to_memory(fs, w);
+	}
 	w->on_disk += w->len;
 	w->len = 0;
 	return 0;
