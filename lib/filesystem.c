@@ -74,7 +74,14 @@ bool fs_disk_ok(struct fs_store *fs)
 {
 	uint64_t at = atomic_load_explicit(&fs->retry_at, memory_order_relaxed);
 
-	return at == 0 || now_ns() >= at;
+	if (at == 0)
+		return true; /* the usual case: no clock read on every put */
+	if (now_ns() < at)
+		return false;
+	/* Relaxed: a put that still sees the old deadline just checks again. */
+	atomic_compare_exchange_strong_explicit(&fs->retry_at, &at, 0, memory_order_relaxed,
+						memory_order_relaxed);
+	return true;
 }
 
 void fs_disk_failed(struct fs_store *fs, int err, const char *op)
@@ -141,7 +148,7 @@ static void segment_adopt(struct fs_store *fs, struct lane *l, struct stage f, i
 {
 	struct segment *seg = f.seg;
 	unsigned n = 0;
-	int later;
+	int later; /* adopted whatever it says: the watermark stops at f */
 
 	seg->chunks[n++] = (struct segment_chunk){ f.start, f.len, f.buf };
 	while (l->nflights && l->flights[l->head].seg == seg) {
@@ -217,16 +224,15 @@ static void stage_drain(struct fs_store *fs, struct lane *l)
 /* Stops filling the lane's segment. */
 static void lane_seal(struct fs_store *fs, struct lane *l)
 {
-	if (l->fill.seg && l->fill.seg == l->seg)
-		stage_start(fs, l);
+	if (l->fill.seg == l->seg)
+		stage_start(fs, l); /* nothing if nothing is filling */
 	if (l->seg)
 		segment_put(l->seg);
 	l->seg = NULL;
 }
 
-/* A new segment of at least `need` bytes; halves its size on ENOSPC. */
 /* A segment for a lane (need: the first blob's bytes), or, if own, for one
- * blob of exactly need bytes. */
+ * blob of exactly need bytes; a lane's halves its size on ENOSPC. */
 int fs_new_segment(struct fs_store *fs, uint64_t need, bool own, struct segment **out)
 {
 	uint64_t size = own || need > SEGMENT_SIZE ? round_up(need, PAGE) : SEGMENT_SIZE;
@@ -566,10 +572,8 @@ int scratch_filesystem_backend_new(const scratch_logger *logger, const char *pat
 		pthread_mutex_init(&fs->lanes[i].lock, NULL);
 	fs->path = strdup(path);
 	err = fs->path ? heap_open(&fs->heap) : -ENOMEM;
-	if (err) {
-		heap_close(&fs->heap);
-		goto fail_heap;
-	}
+	if (err)
+		goto fail_dir; /* heap_close frees what heap_open made */
 	err = segment_dir_open(&fs->dir, path, &fs->heap);
 	if (err)
 		goto fail_dir;
@@ -590,7 +594,6 @@ fail_table:
 	segment_dir_fini(&fs->dir);
 fail_dir:
 	heap_close(&fs->heap);
-fail_heap:
 	for (unsigned i = 0; i < NLANES; i++)
 		pthread_mutex_destroy(&fs->lanes[i].lock);
 	free(fs->path);

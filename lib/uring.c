@@ -13,7 +13,7 @@
  * blobs, written in the foreground straight from the caller's memory.
  *
  * Every write may complete short or fail with -EAGAIN/-EINTR: the rest is
- * resubmitted until it is all written or a real error comes back.  Both
+ * resubmitted until it is all written or a real error comes back.  All
  * operations share the ring; completions are routed by user_data, which
  * points at the operation.
  */
@@ -148,7 +148,7 @@ static void op_submit(struct wio *w, struct wio_op *op)
 	int n = op_remaining(op), err;
 
 	op->busy = true;
-	if (!sqe) { /* never: the ring has room for both operations */
+	if (!sqe) { /* never: the ring has room for every operation */
 		ring_failed(w, -EIO);
 		return;
 	}
