@@ -29,7 +29,7 @@ static void no_destroy(void *ctx)
 	htab_fini(ctx);
 }
 
-static const struct htab_ops ops = { no_release, no_destroy };
+static const struct htab_ops ops = { .release = no_release, .destroy = no_destroy };
 
 struct run {
 	struct htab *t;

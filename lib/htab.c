@@ -57,6 +57,8 @@
 #define SHRINK_MIN_BITS 10 /* never shrink a shard below 1024 slots (8 KiB) */
 #define POOL_MAX 0xfffffff0u
 
+_Static_assert(sizeof(struct htab_entry) == 64, "an entry is one cache line (entry_shift)");
+
 struct htab_slots {
 	unsigned bits;
 	uint32_t mask;
@@ -103,9 +105,15 @@ static inline struct htab_entry *entry_at(struct htab_shard *sh, uint32_t index)
 	unsigned c = chunk_of(index, &offset);
 	/* Acquire: the chunk was stored before the slot or free list that led
 	 * us here was published, but say so rather than rely on dependency. */
-	struct htab_entry *chunk = atomic_load_explicit(&sh->chunks[c], memory_order_acquire);
+	unsigned char *chunk = (unsigned char *)atomic_load_explicit(&sh->chunks[c], memory_order_acquire);
 
-	return &chunk[offset];
+	return (struct htab_entry *)(chunk + ((size_t)offset << sh->entry_shift));
+}
+
+/* A small blob's words: the entry's second line (tables with small_blobs). */
+static inline _Atomic uint64_t *entry_small(struct htab_entry *e)
+{
+	return (_Atomic uint64_t *)(e + 1);
 }
 
 /*
@@ -152,9 +160,9 @@ static size_t slots_size(unsigned bits)
 	return sizeof(struct htab_slots) + (sizeof(uint64_t) << bits);
 }
 
-static size_t chunk_size(unsigned c)
+static size_t chunk_size(const struct htab_shard *sh, unsigned c)
 {
-	return ((size_t)64 << c) * sizeof(struct htab_entry);
+	return ((size_t)64 << c) << sh->entry_shift;
 }
 
 static struct htab_slots *slots_new(unsigned bits)
@@ -227,18 +235,20 @@ static int pool_grow(struct htab_shard *sh)
 
 	if (sh->pool_size >= POOL_MAX || c >= HTAB_CHUNKS)
 		return -ENOMEM;
-	struct htab_entry *chunk = table_alloc(chunk_size(c));
+	unsigned char *chunk = table_alloc(chunk_size(sh, c));
 
 	if (!chunk)
 		return -ENOMEM;
 	/* Newest entries go on the free list last-in so index order is kept. */
 	for (size_t k = n; k-- > 0;) {
-		chunk[k].index = sh->pool_size + (uint32_t)k;
-		chunk[k].next_free = sh->free_head;
-		sh->free_head = chunk[k].index + 1;
+		struct htab_entry *e = (struct htab_entry *)(chunk + (k << sh->entry_shift));
+
+		e->index = sh->pool_size + (uint32_t)k;
+		e->next_free = sh->free_head;
+		sh->free_head = e->index + 1;
 	}
 	/* Release: readers that reach these entries see them initialised. */
-	atomic_store_explicit(&sh->chunks[c], chunk, memory_order_release);
+	atomic_store_explicit(&sh->chunks[c], (struct htab_entry *)chunk, memory_order_release);
 	sh->pool_size += (uint32_t)n;
 	return 0;
 }
@@ -277,6 +287,7 @@ int htab_init(struct htab *t, const struct htab_ops *ops, void *ctx)
 		}
 		atomic_init(&sh->slots, s);
 		sh->next_seq = 1;
+		sh->entry_shift = ops->small_blobs ? 7 : 6;
 	}
 	atomic_init(&t->shards_open, HTAB_SHARDS);
 	return 0;
@@ -295,7 +306,7 @@ void htab_fini(struct htab *t)
 		if (s)
 			table_free(s, slots_size(s->bits));
 		for (unsigned c = 0; c < HTAB_CHUNKS; c++)
-			table_free(atomic_load_explicit(&sh->chunks[c], memory_order_relaxed), chunk_size(c));
+			table_free(atomic_load_explicit(&sh->chunks[c], memory_order_relaxed), chunk_size(sh, c));
 		if (i < made || sh->done)
 			pthread_mutex_destroy(&sh->lock);
 	}
@@ -359,8 +370,25 @@ int htab_reserve(struct htab *t, struct htab_entry **out)
 	e->backing = NULL;
 	e->offset = 0;
 	e->backing_index = 0;
+	atomic_store_explicit(&e->small_len, 0, memory_order_relaxed);
 	*out = e;
 	return 0;
+}
+
+void htab_set_small(struct htab_entry *e, const void *p, size_t n)
+{
+	uint64_t words[HTAB_SMALL_MAX / 8] = { 0 };
+	_Atomic uint64_t *small = entry_small(e);
+
+	memcpy(words, p, n);
+	/* Release: the entry's new handle (htab_reserve) is visible before any
+	 * of these stores, so a reader that copied one of them sees that its
+	 * handle changed (the seqlock check in copy_small). */
+	atomic_thread_fence(memory_order_release);
+	for (size_t i = 0; i < (n + 7) / 8; i++)
+		atomic_store_explicit(&small[i], words[i], memory_order_relaxed);
+	atomic_store_explicit(&e->small_len, (uint32_t)n + 1, memory_order_relaxed);
+	e->size = n;
 }
 
 void htab_publish(struct htab *t, struct htab_entry *e)
@@ -428,7 +456,39 @@ static int entry_tryget(struct htab_entry *e)
 	return 0;
 }
 
-int htab_acquire(struct htab *t, uint64_t handle, struct htab_entry **out)
+/*
+ * Copies the small blob of e, which had `handle` when looked at, without a
+ * reference: a seqlock whose sequence is the handle itself.  The entry is
+ * type-stable memory, so the copy is always safe to make; it is only kept
+ * if e still holds `handle`, linked, after it was made.  1: e holds no small
+ * blob, take a reference instead.
+ */
+static int copy_small(struct htab_entry *e, uint64_t handle, void *buf, size_t *len)
+{
+	/* Acquire: pairs with htab_publish, so the words are this handle's. */
+	uint32_t refs = atomic_load_explicit(&e->refs, memory_order_acquire);
+	uint32_t n = atomic_load_explicit(&e->small_len, memory_order_relaxed);
+	uint64_t words[HTAB_SMALL_MAX / 8];
+	_Atomic uint64_t *small = entry_small(e);
+
+	if (!(refs & HTAB_LINKED))
+		return SCRATCH_ENOTFOUND;
+	if (n-- == 0)
+		return 1;
+	for (uint32_t i = 0; i < (n + 7) / 8; i++)
+		words[i] = atomic_load_explicit(&small[i], memory_order_relaxed);
+	/* Acquire: pairs with htab_set_small's fence; a word written for a
+	 * later handle makes that handle visible to the loads below. */
+	atomic_thread_fence(memory_order_acquire);
+	if (atomic_load_explicit(&e->handle, memory_order_relaxed) != handle ||
+	    !(atomic_load_explicit(&e->refs, memory_order_relaxed) & HTAB_LINKED))
+		return SCRATCH_ENOTFOUND;
+	memcpy(buf, words, n);
+	*len = n;
+	return 0;
+}
+
+int htab_lookup(struct htab *t, uint64_t handle, struct htab_entry **out, void *buf, size_t *len)
 {
 	uint64_t seq = handle_seq(handle);
 	struct htab_shard *sh = &t->shards[htab_shard_of(handle)];
@@ -459,7 +519,11 @@ int htab_acquire(struct htab *t, uint64_t handle, struct htab_entry **out)
 		/* Skip tag collisions without touching the count. */
 		if (atomic_load_explicit(&e->handle, memory_order_relaxed) != handle)
 			continue;
-		err = entry_tryget(e);
+		err = buf && sh->entry_shift > 6 ? copy_small(e, handle, buf, len) : 1;
+		if (err == 1)
+			err = entry_tryget(e);
+		else if (err == 0)
+			break;
 		if (err == SCRATCH_ENOTFOUND)
 			continue; /* unlinked: being removed or already recycled */
 		if (err == 0 && atomic_load_explicit(&e->handle, memory_order_relaxed) != handle) {
@@ -478,6 +542,11 @@ int htab_acquire(struct htab *t, uint64_t handle, struct htab_entry **out)
 	if (stale)
 		htab_put(t, stale);
 	return err;
+}
+
+int htab_acquire(struct htab *t, uint64_t handle, struct htab_entry **out)
+{
+	return htab_lookup(t, handle, out, NULL, NULL);
 }
 
 void htab_put(struct htab *t, struct htab_entry *e)
@@ -595,7 +664,7 @@ void htab_stats(struct htab *t, struct htab_stats *out)
 		struct htab_slots *s = atomic_load_explicit(&sh->slots, memory_order_relaxed);
 
 		out->slot_bytes += sizeof(*s) + (((uint64_t)s->mask + 1) * sizeof(uint64_t));
-		out->entry_bytes += (uint64_t)sh->pool_size * sizeof(struct htab_entry);
+		out->entry_bytes += (uint64_t)sh->pool_size << sh->entry_shift;
 		pthread_mutex_unlock(&sh->lock);
 	}
 }

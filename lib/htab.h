@@ -30,7 +30,13 @@ struct htab_entry {
 	uint64_t size;
 	void *backing;
 	uint64_t offset;
+	/* A blob kept in the entry itself (htab_set_small): its size + 1, or 0. */
+	_Atomic uint32_t small_len;
 } __attribute__((aligned(64))); /* one line each: readers of neighbours do not share */
+
+/* Tables made with htab_ops.small_blobs give every entry a second cache line
+ * that holds a blob of up to HTAB_SMALL_MAX bytes. */
+#define HTAB_SMALL_MAX 64u
 
 struct htab_slots;
 
@@ -42,6 +48,8 @@ struct htab_ops {
 	 * including the table (htab_fini).  Called with no lock held, from the
 	 * thread that dropped the last reference. */
 	void (*destroy)(void *ctx);
+	/* Entries carry room for a small blob (htab_set_small, htab_lookup). */
+	bool small_blobs;
 };
 
 struct htab_shard {
@@ -53,6 +61,7 @@ struct htab_shard {
 	uint32_t nused;                           /* entries not on the free list */
 	uint32_t free_head;                       /* index + 1, 0: empty */
 	uint32_t pool_size;                       /* entries in allocated chunks */
+	unsigned entry_shift;                     /* log2 of an entry's stride */
 	bool closed, done;
 	_Atomic uint64_t live, bytes;             /* for stats, written under lock */
 } __attribute__((aligned(64)));
@@ -88,6 +97,15 @@ static inline unsigned htab_shard_of(uint64_t handle)
 /* Lock-free.  0 with *out referenced; SCRATCH_ENOTFOUND; -ENOMEM (no reader
  * record could be made for this thread); -EOVERFLOW (2^31 references). */
 int htab_acquire(struct htab *t, uint64_t handle, struct htab_entry **out);
+
+/* Between htab_reserve and htab_publish: keeps the n <= HTAB_SMALL_MAX bytes
+ * at p in the entry itself (the table must have small_blobs). */
+void htab_set_small(struct htab_entry *e, const void *p, size_t n);
+
+/* htab_acquire, except that a blob kept in its entry is copied to buf
+ * (HTAB_SMALL_MAX bytes) without taking a reference: then 0 with *out NULL
+ * and *len its size.  Such a read writes nothing shared at all. */
+int htab_lookup(struct htab *t, uint64_t handle, struct htab_entry **out, void *buf, size_t *len);
 void htab_put(struct htab *t, struct htab_entry *e);
 
 /* 0 or SCRATCH_ENOTFOUND. */

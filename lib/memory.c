@@ -1,9 +1,11 @@
 /*
  * memory.c: the memory backend.
  *
- * Blob bytes live in the store's heap (heap.c: a private jemalloc arena
- * with one private tcache per table shard):
- * - a small blob is allocated and copied between htab_reserve and
+ * A blob of HTAB_SMALL_MAX (64) bytes or less is kept in its table entry:
+ * no allocation at all, and readers copy it without touching a reference
+ * count (htab_lookup).  Other blob bytes live in the store's heap (heap.c:
+ * a private jemalloc arena with one private tcache per table shard):
+ * - a blob up to SMALL_MAX is allocated and copied between htab_reserve and
  *   htab_publish, under its shard's lock, with that shard's cache; the
  *   release callback frees it under the same lock into the same cache;
  * - larger blobs (over SMALL_MAX) are allocated and copied before the shard
@@ -59,16 +61,23 @@ static int memory_put(scratch_store *s, const struct iovec *iov, int iovcnt, siz
 		heap_free(&m->heap, HEAP_NO_CACHE, data);
 		return err;
 	}
-	if (total && !data) {
-		data = heap_alloc(&m->heap, (int)htab_shard_of(e->handle), total);
+	if (total <= HTAB_SMALL_MAX) {
+		unsigned char small[HTAB_SMALL_MAX];
+
+		copy_iov(small, iov, iovcnt);
+		htab_set_small(e, small, total);
+	} else {
 		if (!data) {
-			htab_cancel(&s->table, e);
-			return -ENOMEM;
+			data = heap_alloc(&m->heap, (int)htab_shard_of(e->handle), total);
+			if (!data) {
+				htab_cancel(&s->table, e);
+				return -ENOMEM;
+			}
+			copy_iov(data, iov, iovcnt);
 		}
-		copy_iov(data, iov, iovcnt);
+		e->data = data;
+		e->size = total;
 	}
-	e->data = data;
-	e->size = total;
 	*out = e->handle;
 	htab_publish(&s->table, e);
 	return 0;
@@ -163,7 +172,7 @@ static const struct scratch_backend memory_backend = {
 	.writer_commit = memory_writer_commit,
 	.writer_abort = memory_writer_abort,
 	.heap_bytes = memory_heap_bytes,
-	.table_ops = { .release = memory_release, .destroy = memory_destroy },
+	.table_ops = { .release = memory_release, .destroy = memory_destroy, .small_blobs = true },
 };
 
 int scratch_memory_backend_new(scratch_store **out)

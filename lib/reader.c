@@ -3,9 +3,11 @@
  *
  * A reader holds one reference on the blob's table entry, so neither
  * scratch_remove nor scratch_store_close can free the bytes under it: they
- * go when the last reference does, on whichever thread drops it.  The bytes
- * are immutable, so reading needs no lock; a reader belongs to one thread
- * at a time, so its offset needs none either.
+ * go when the last reference does, on whichever thread drops it.  A small
+ * blob (HTAB_SMALL_MAX bytes or less, kept in its entry) is copied into the
+ * reader instead, which then holds no reference at all.  The bytes are
+ * immutable, so reading needs no lock; a reader belongs to one thread at a
+ * time, so its offset needs none either.
  */
 #include <errno.h>
 #include <limits.h>
@@ -22,23 +24,29 @@ struct scratch_reader {
 	void *copy; /* the bytes, when they could not be shared */
 	uint64_t size;
 	uint64_t offset;
+	unsigned char small[HTAB_SMALL_MAX];
 };
 
-int scratch_reader_open(struct htab *table, struct htab_entry *e, const void *data, void *copy,
-			scratch_reader **out)
+int scratch_reader_open(struct htab *table, struct htab_entry *e, const void *data, size_t size,
+			void *copy, scratch_reader **out)
 {
 	scratch_reader *r = malloc(sizeof(*r));
 
 	if (!r) {
 		free(copy);
-		htab_put(table, e);
+		if (e)
+			htab_put(table, e);
 		return -ENOMEM;
+	}
+	if (!e) {
+		memcpy(r->small, data, size);
+		data = r->small;
 	}
 	r->table = table;
 	r->entry = e;
 	r->data = data;
 	r->copy = copy;
-	r->size = e->size;
+	r->size = size;
 	r->offset = 0;
 	*out = r;
 	return 0;
@@ -106,7 +114,8 @@ int scratch_reader_close(scratch_reader *r)
 {
 	if (!r)
 		return 0;
-	htab_put(r->table, r->entry);
+	if (r->entry)
+		htab_put(r->table, r->entry);
 	free(r->copy);
 	free(r);
 	return 0;

@@ -162,18 +162,23 @@ int scratch_read(scratch_store *s, scratch_handle h, scratch_reader **out)
 	*out = NULL;
 	if (!s)
 		return -EINVAL;
-	const void *data;
+	unsigned char small[HTAB_SMALL_MAX];
+	const void *data = small;
+	size_t size;
 	void *copy = NULL;
 
-	err = htab_acquire(&s->table, h, &e);
+	err = htab_lookup(&s->table, h, &e, small, &size);
 	if (err)
 		return err;
-	data = e->data;
-	if (s->backend->view && (err = s->backend->view(s, e, &data, &copy))) {
-		htab_put(&s->table, e);
-		return err;
+	if (e) {
+		data = e->data;
+		size = e->size;
+		if (s->backend->view && (err = s->backend->view(s, e, &data, &copy))) {
+			htab_put(&s->table, e);
+			return err;
+		}
 	}
-	return scratch_reader_open(&s->table, e, data, copy, out);
+	return scratch_reader_open(&s->table, e, data, size, copy, out);
 }
 
 int scratch_remove(scratch_store *s, scratch_handle h)

@@ -1,8 +1,11 @@
 /*
  * test_htab.c: the handle table on its own, with a fake backend whose
  * "blob" is the entry's handle written into the size field, so every
- * lookup can be checked against the handle it was asked for.
+ * lookup can be checked against the handle it was asked for.  A table with
+ * small blobs also keeps, for every odd handle, a small blob made from the
+ * handle (small_of), so a copy of the wrong blob is caught too.
  */
+#include <string.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -23,7 +26,7 @@ static void fake_release(void *ctx, struct htab_entry *e, unsigned shard)
 	struct fake *f = ctx;
 
 	require(shard == htab_shard_of(e->handle));
-	require(e->size == e->handle);
+	require(e->size == e->handle || atomic_load(&e->small_len) != 0);
 	atomic_fetch_add(&f->released, 1);
 }
 
@@ -35,37 +38,69 @@ static void fake_destroy(void *ctx)
 	atomic_store(&f->destroyed, 1);
 }
 
-static const struct htab_ops fake_ops = { fake_release, fake_destroy };
+static const struct htab_ops fake_ops = { .release = fake_release, .destroy = fake_destroy };
+static const struct htab_ops small_ops = {
+	.release = fake_release, .destroy = fake_destroy, .small_blobs = true
+};
 
-static struct fake *fake_new(void)
+/* The small blob of handle h: h % 65 bytes of h's bytes, repeated. */
+static size_t small_of(uint64_t h, unsigned char *buf)
+{
+	size_t n = h % (HTAB_SMALL_MAX + 1);
+
+	for (size_t i = 0; i < n; i++)
+		buf[i] = (unsigned char)(h >> (8 * (i % 8)));
+	return n;
+}
+
+static struct fake *fake_new_with(const struct htab_ops *ops)
 {
 	struct fake *f = aligned_alloc(64, sizeof(*f));
 
 	require(f != NULL);
-	require(htab_init(&f->table, &fake_ops, f) == 0);
+	require(htab_init(&f->table, ops, f) == 0);
 	atomic_init(&f->released, 0);
 	atomic_init(&f->destroyed, 0);
 	return f;
 }
 
+static struct fake *fake_new(void)
+{
+	return fake_new_with(&fake_ops);
+}
+
 static uint64_t insert(struct fake *f)
 {
+	unsigned char small[HTAB_SMALL_MAX];
 	struct htab_entry *e;
 
 	require(htab_reserve(&f->table, &e) == 0);
 	require(e->handle != 0);
-	e->size = e->handle;
 	uint64_t h = e->handle;
+
+	if (f->table.ops->small_blobs && (h & 1))
+		htab_set_small(e, small, small_of(h, small));
+	else
+		e->size = h;
 
 	htab_publish(&f->table, e);
 	return h;
 }
 
+/* Looks h up as scratch_read does: a small blob comes back as a copy. */
 static void expect_found(struct fake *f, uint64_t h)
 {
+	unsigned char got[HTAB_SMALL_MAX], want[HTAB_SMALL_MAX];
 	struct htab_entry *e;
+	size_t n = 0;
 
-	require(htab_acquire(&f->table, h, &e) == 0);
+	require(htab_lookup(&f->table, h, &e, got, &n) == 0);
+	if (!e) {
+		require(f->table.ops->small_blobs && (h & 1));
+		require(n == small_of(h, want));
+		require(memcmp(got, want, n) == 0);
+		return;
+	}
 	require(e->handle == h);
 	require(e->size == h);
 	htab_put(&f->table, e);
@@ -106,11 +141,12 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 /* Grows through many rebuilds, then shrinks; every handle stays findable,
- * handles are unique, and the slot arrays stay within 32 bytes a handle. */
+ * handles are unique, and the slot arrays stay within 32 bytes a handle.
+ * _i: 0 plain entries, 1 small blobs. */
 START_TEST(test_grow_shrink_unique)
 {
 	enum { N = 200000 };
-	struct fake *f = fake_new();
+	struct fake *f = fake_new_with(_i ? &small_ops : &fake_ops);
 	uint64_t *h = malloc(N * sizeof(*h)), *sorted = malloc(N * sizeof(*h));
 	struct htab_stats st;
 
@@ -234,10 +270,18 @@ static void *stress_thread(void *arg)
 		rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
 		uint64_t other = atomic_load(&stress_shared.recent[rnd % STRESS_THREADS][(rnd >> 8) % 64]);
 
-		if (other && htab_acquire(&f->table, other, &e) == 0) {
-			require(e->handle == other);
-			require(e->size == other);
-			htab_put(&f->table, e);
+		unsigned char got[HTAB_SMALL_MAX], want[HTAB_SMALL_MAX];
+		size_t n;
+
+		if (other && htab_lookup(&f->table, other, &e, got, &n) == 0) {
+			if (e) {
+				require(e->handle == other);
+				require(e->size == other);
+				htab_put(&f->table, e);
+			} else {
+				require(n == small_of(other, want));
+				require(memcmp(got, want, n) == 0);
+			}
 			found++;
 		}
 	}
@@ -247,12 +291,13 @@ static void *stress_thread(void *arg)
 	return (void *)found;
 }
 
+/* _i: 0 plain entries, 1 small blobs (copied under their seqlock). */
 START_TEST(test_threads_stress)
 {
 	pthread_t t[STRESS_THREADS];
 	uintptr_t found = 0;
 
-	stress_shared.f = fake_new();
+	stress_shared.f = fake_new_with(_i ? &small_ops : &fake_ops);
 	for (uintptr_t i = 0; i < STRESS_THREADS; i++)
 		require(pthread_create(&t[i], NULL, stress_thread, (void *)i) == 0);
 	for (unsigned i = 0; i < STRESS_THREADS; i++) {
@@ -309,10 +354,10 @@ int main(void)
 
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_insert_lookup_remove);
-	tcase_add_test(tc, test_grow_shrink_unique);
+	tcase_add_loop_test(tc, test_grow_shrink_unique, 0, 2);
 	tcase_add_test(tc, test_refs_outlive_remove_and_close);
 	tcase_add_test(tc, test_cancel);
-	tcase_add_test(tc, test_threads_stress);
+	tcase_add_loop_test(tc, test_threads_stress, 0, 2);
 	tcase_add_test(tc, test_thread_records_reused);
 	suite_add_tcase(s, tc);
 
