@@ -5,10 +5,10 @@
  * no allocation at all, and readers copy it without touching a reference
  * count (htab_lookup).  Other blob bytes live in the store's heap (heap.c:
  * a private jemalloc arena with one private tcache per table shard):
- * - a blob up to SMALL_MAX is allocated and copied between htab_reserve and
+ * - a blob up to CACHE_MAX is allocated and copied between htab_reserve and
  *   htab_publish, under its shard's lock, with that shard's cache; the
  *   release callback frees it under the same lock into the same cache;
- * - larger blobs (over SMALL_MAX) are allocated and copied before the shard
+ * - larger blobs (over CACHE_MAX) are allocated and copied before the shard
  *   is locked, with no cache, so a long copy never holds a shard.
  */
 #include <errno.h>
@@ -19,7 +19,7 @@
 
 #include "backend.h"
 
-#define SMALL_MAX (16u * 1024)
+#define CACHE_MAX (16u * 1024) /* larger blobs bypass the shard caches */
 
 struct memory_store {
 	scratch_store base;
@@ -50,7 +50,7 @@ static int memory_put(scratch_store *s, const struct iovec *iov, int iovcnt, siz
 	struct htab_entry *e;
 	int err;
 
-	if (total > SMALL_MAX) {
+	if (total > CACHE_MAX) {
 		data = heap_alloc(&m->heap, HEAP_NO_CACHE, total);
 		if (!data)
 			return -ENOMEM;
