@@ -1,6 +1,6 @@
 /*
  * baseline_files.h: what a user would write by hand instead of the
- * filesystem store.  fsbench runs these beside the store, same bytes.
+ * filesystem store.  scratchbench runs these beside the store, same bytes.
  *
  * - File per blob, the way Loki's scratch store does it: a put creates a
  *   new file (O_CREAT|O_EXCL), writes the blob and closes it; a read opens

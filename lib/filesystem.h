@@ -19,7 +19,7 @@
 #define STAGE_SIZE (1u << 20)      /* one background write */
 /* Larger blobs are written directly.  io_uring overlaps buffers' writes
  * with the next puts (WIO_INFLIGHT of them), which pays for the copy up to
- * a whole buffer (fsbench put 1 MiB: 0.75-0.81x seq-pwrite staged, 0.67-
+ * a whole buffer (scratchbench put 1 MiB: 0.75-0.81x seq-pwrite staged, 0.67-
  * 0.69x written directly and waited for); pwrite cannot overlap, so there
  * a copy only pays while it saves system calls. */
 #define STAGE_MAX (64u << 10)

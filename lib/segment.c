@@ -19,7 +19,7 @@
  * most SEGMENT_SIZE, 16 MiB, held per segment by one live blob).  Measured
  * here (ext4 mounted with discard): each punch is a discard of its own
  * (~75 us), and thousands of small ones leave every buffered write of the
- * next second 5-10x slower (fsbench put 64 KiB: 6.4k/s punching at 64 KiB,
+ * next second 5-10x slower (scratchbench put 64 KiB: 6.4k/s punching at 64 KiB,
  * 52k/s at 1 MiB).  A segment goes (unmapped,
  * closed, unlinked) when its last blob does and no lane writes into it
  * anymore.  Staged bytes that were never written are not punched: their

@@ -23,7 +23,7 @@
 #define WIO_MAX_RETRIES 1000 /* -EAGAIN/-EINTR in a row before giving up */
 /* Background writes in flight.  Buffered io_uring writes are copied into
  * the page cache by kernel workers here, so throughput grows with writes in
- * flight: fsbench put 1 MiB against seq-pwrite, alternating builds, three
+ * flight: scratchbench put 1 MiB against seq-pwrite, alternating builds, three
  * rounds: 1 in flight 0.56-0.58x, 2: 0.71-0.79x, 3: 0.75-0.81x. */
 #define WIO_INFLIGHT 3
 
