@@ -917,9 +917,13 @@ static int bench_config(const struct config *cfg, enum workload w, size_t size, 
 			print_line(&b, &runs[t], &runs[0]);
 			continue;
 		}
+		unsigned printed = 0;
+
 		for (unsigned k = 0; k < n; k++)
 			if (baselines_of(w, runs[t].target) & BIT(runs[k].target))
-				print_line(&b, &runs[t], &runs[k]);
+				print_line(&b, &runs[t], &runs[k]), printed++;
+		if (!printed) /* its baselines were left out: the store alone */
+			print_line(&b, &runs[t], &runs[t]);
 	}
 out:
 	for (unsigned t = 0; t < ready; t++)
