@@ -34,6 +34,10 @@
  *   set, and only then checks the entry's handle.  A removed entry has lost
  *   HTAB_LINKED for good, so no reader can acquire a handle after its
  *   removal has returned.
+ * - A small blob kept in its entry (htab_set_small) is read with no
+ *   reference at all: copy_small copies it and keeps the copy only if the
+ *   entry still holds the handle, linked, afterwards (a seqlock whose
+ *   sequence is the handle, which is never reused).
  * - An entry is released (its bytes freed by the backend, itself put on the
  *   free list) when its count reaches 0, under its shard's lock.
  * - htab_close unlinks everything; the table and the backend are destroyed
