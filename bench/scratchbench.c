@@ -437,6 +437,23 @@ static bool sample(struct bench *b, uint64_t *lat, size_t *nlat, uint64_t *t0)
 	return *nlat < b->samplecap;
 }
 
+/* Where this thread's latencies go, NULL if this rep does not sample; the
+ * clock starts at *t0. */
+static uint64_t *op_samples(struct bench *b, unsigned id, uint64_t *t0)
+{
+	uint64_t *lat = b->sampling ? b->samples + id * b->samplecap : NULL;
+
+	*t0 = lat ? bench_now_ns() : 0;
+	return lat;
+}
+
+static int loop_done(struct bench *b, unsigned id, size_t n, size_t nlat)
+{
+	b->ops[id] = n;
+	b->nsamples[id] = nlat;
+	return 0;
+}
+
 static bool rep_over(struct bench *b)
 {
 	return bench_now_ns() >= b->deadline_ns || interrupted ||
@@ -472,8 +489,7 @@ static int put_loop(struct bench *b, unsigned id)
 static int read_loop(struct bench *b, unsigned id)
 {
 	struct target_run *run = b->run;
-	uint64_t *lat = b->sampling ? b->samples + id * b->samplecap : NULL;
-	uint64_t t0 = lat ? bench_now_ns() : 0;
+	uint64_t t0, *lat = op_samples(b, id, &t0);
 	size_t n = 0, nlat = 0;
 	int err;
 
@@ -486,17 +502,14 @@ static int read_loop(struct bench *b, unsigned id)
 		}
 	} while (!rep_over(b));
 out:
-	b->ops[id] = n;
-	b->nsamples[id] = nlat;
-	return 0;
+	return loop_done(b, id, n, nlat);
 }
 
-/* remove: removes every blob the rep's refill made. */
+/* remove: removes every blob the rep's fill made. */
 static int remove_loop(struct bench *b, unsigned id)
 {
 	struct target_run *run = b->run;
-	uint64_t *lat = b->sampling ? b->samples + id * b->samplecap : NULL;
-	uint64_t t0 = lat ? bench_now_ns() : 0;
+	uint64_t t0, *lat = op_samples(b, id, &t0);
 	size_t n, nlat = 0;
 	int err;
 
@@ -507,9 +520,7 @@ static int remove_loop(struct bench *b, unsigned id)
 			sample(b, lat, &nlat, &t0);
 	}
 	run->count[id] = 0;
-	b->ops[id] = n;
-	b->nsamples[id] = nlat;
-	return 0;
+	return loop_done(b, id, n, nlat);
 }
 
 /* mixed: each op puts a blob, reads it back whole and removes the oldest
@@ -517,8 +528,7 @@ static int remove_loop(struct bench *b, unsigned id)
 static int mixed_loop(struct bench *b, unsigned id)
 {
 	struct target_run *run = b->run;
-	uint64_t *lat = b->sampling ? b->samples + id * b->samplecap : NULL;
-	uint64_t t0 = lat ? bench_now_ns() : 0, *ring = run->handles[id];
+	uint64_t t0, *lat = op_samples(b, id, &t0), *ring = run->handles[id];
 	size_t n = 0, nlat = 0, live = run->count[id];
 	int err = 0;
 
@@ -539,17 +549,15 @@ static int mixed_loop(struct bench *b, unsigned id)
 		}
 	} while (!rep_over(b));
 out:
-	b->ops[id] = n;
-	b->nsamples[id] = nlat;
-	return 0;
+	return loop_done(b, id, n, nlat);
 }
 
 static int loki_loop(struct bench *b, unsigned id)
 {
 	struct target_run *run = b->run;
 	unsigned char *buf = b->buf[id];
-	uint64_t *lat = b->sampling ? b->samples + id * b->samplecap : NULL;
-	uint64_t rng = 0x9e3779b97f4a7c15ull * (id + 1), t0 = lat ? bench_now_ns() : 0;
+	uint64_t t0, *lat = op_samples(b, id, &t0);
+	uint64_t rng = 0x9e3779b97f4a7c15ull * (id + 1);
 	size_t n, nlat = 0;
 
 	for (n = 0; n < b->per_thread && !interrupted; n++) {
@@ -568,9 +576,7 @@ static int loki_loop(struct bench *b, unsigned id)
 			return fail(b, "loki cycle", (int)got);
 		sample(b, lat, &nlat, &t0);
 	}
-	b->ops[id] = n;
-	b->nsamples[id] = nlat;
-	return 0;
+	return loop_done(b, id, n, nlat);
 }
 
 struct worker {
