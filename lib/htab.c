@@ -6,8 +6,8 @@
  * its shard in its low HTAB_SHARD_BITS bits and a per-shard sequence number
  * (1, 2, 3, ...) above them, so handles are never 0 and never reused.  Each
  * shard has
- * - a slot array of 8-byte words, linear probing from the Fibonacci hash of
- *   the sequence number: 0 is empty, ~0 a tombstone, anything else is
+ * - a slot array of 8-byte words, linear probing from a home slot that keeps
+ *   consecutive sequence numbers together (slot_home): 0 is empty, ~0 a tombstone, anything else is
  *   (low 32 bits of the sequence) << 32 | (entry index + 1).  The tag lets a
  *   probe skip foreign slots without touching their entries;
  * - a pool of entries in chunks of growing size that are never freed or
@@ -78,9 +78,22 @@ static inline uint64_t handle_seq(uint64_t h)
 	return h >> HTAB_SHARD_BITS;
 }
 
+/*
+ * Runs of SLOT_RUN consecutive sequence numbers get consecutive home slots:
+ * the Fibonacci hash of the run picks where it starts, the low bits of the
+ * sequence the slot after that.  A shard's handles are made in order (puts
+ * come in runs, lock_next_shard) and mostly die in order, so a put or a
+ * remove usually finds its slot's line already in the cache, even in a
+ * table of millions.  Runs start anywhere, not on a line, so a program that
+ * keeps one blob in every 2^k still spreads them over the whole array.
+ */
+#define SLOT_RUN 64u
+
 static inline uint32_t slot_home(const struct htab_slots *s, uint64_t seq)
 {
-	return (uint32_t)((seq * 0x9e3779b97f4a7c15ull) >> (64 - s->bits));
+	uint64_t start = ((seq / SLOT_RUN) * 0x9e3779b97f4a7c15ull) >> (64 - s->bits);
+
+	return (uint32_t)(start + seq % SLOT_RUN) & s->mask;
 }
 
 static inline uint64_t slot_word(uint64_t seq, uint32_t index)
