@@ -206,8 +206,15 @@ struct bench {
 	struct target_run *run;
 	bool sampling;     /* all but put: this rep times each op */
 	uint64_t deadline_ns;
-	_Atomic int go, error;
+	_Atomic int error;
 	uint64_t ops[MAX_THREADS];
+	/* The worker threads (pool_start) and the job they are given. */
+	pthread_t tid[MAX_THREADS];
+	unsigned started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	enum job { JOB_FILL, JOB_REP, JOB_EXIT } job;
+	unsigned gen, pending;
 };
 
 static volatile sig_atomic_t interrupted;
@@ -579,29 +586,97 @@ static int loki_loop(struct bench *b, unsigned id)
 	return loop_done(b, id, n, nlat);
 }
 
+static void fill_thread(struct bench *b, unsigned id);
+
+static void run_job(struct bench *b, unsigned id)
+{
+	if (b->job == JOB_FILL) {
+		fill_thread(b, id);
+		return;
+	}
+	switch (b->w) {
+	case W_PUT: put_loop(b, id); break;
+	case W_READ:
+	case W_VIEW: read_loop(b, id); break;
+	case W_REMOVE: remove_loop(b, id); break;
+	case W_MIXED: mixed_loop(b, id); break;
+	default: loki_loop(b, id); break;
+	}
+}
+
 struct worker {
 	struct bench *b;
 	unsigned id;
 };
 
+/*
+ * The workers live as long as their configuration and do its fills as well
+ * as its reps, as a pipeline's threads would: the library keeps state per
+ * thread (the shards a thread puts into), which threads made anew for each
+ * rep would never let settle.
+ */
 static void *worker_main(void *arg)
 {
 	struct worker *wk = arg;
 	struct bench *b = wk->b;
+	unsigned seen = 0;
 
-	while (!atomic_load_explicit(&b->go, memory_order_acquire))
-		;
-	if (atomic_load(&b->error))
-		return NULL;
-	switch (b->w) {
-	case W_PUT: put_loop(b, wk->id); break;
-	case W_READ:
-	case W_VIEW: read_loop(b, wk->id); break;
-	case W_REMOVE: remove_loop(b, wk->id); break;
-	case W_MIXED: mixed_loop(b, wk->id); break;
-	default: loki_loop(b, wk->id); break;
+	pthread_mutex_lock(&b->mu);
+	for (;;) {
+		while (b->gen == seen)
+			pthread_cond_wait(&b->cv, &b->mu);
+		seen = b->gen;
+		if (b->job == JOB_EXIT)
+			break;
+		pthread_mutex_unlock(&b->mu);
+		if (!atomic_load(&b->error))
+			run_job(b, wk->id);
+		pthread_mutex_lock(&b->mu);
+		if (--b->pending == 0)
+			pthread_cond_broadcast(&b->cv);
 	}
+	pthread_mutex_unlock(&b->mu);
+	free(wk);
 	return NULL;
+}
+
+/* Runs job on every worker and waits for all of them. */
+static void dispatch(struct bench *b, enum job job)
+{
+	pthread_mutex_lock(&b->mu);
+	b->job = job;
+	b->pending = b->started;
+	b->gen++;
+	pthread_cond_broadcast(&b->cv);
+	while (job != JOB_EXIT && b->pending)
+		pthread_cond_wait(&b->cv, &b->mu);
+	pthread_mutex_unlock(&b->mu);
+}
+
+static int pool_start(struct bench *b)
+{
+	if (pthread_mutex_init(&b->mu, NULL) || pthread_cond_init(&b->cv, NULL))
+		return fail(b, "starting threads", -ENOMEM);
+	for (; b->started < b->threads; b->started++) {
+		struct worker *wk = malloc(sizeof(*wk));
+
+		if (wk)
+			*wk = (struct worker){ b, b->started };
+		if (!wk || pthread_create(&b->tid[b->started], NULL, worker_main, wk)) {
+			free(wk);
+			return fail(b, "starting threads", -EAGAIN);
+		}
+	}
+	return 0;
+}
+
+static void pool_stop(struct bench *b)
+{
+	dispatch(b, JOB_EXIT);
+	for (unsigned i = 0; i < b->started; i++)
+		pthread_join(b->tid[i], NULL);
+	pthread_cond_destroy(&b->cv);
+	pthread_mutex_destroy(&b->mu);
 }
 
 /* The k-th smallest of v[0..n), left at v[k] with smaller ones before it. */
@@ -669,23 +744,35 @@ static int put_cleanup(struct bench *b, struct target_run *run)
 	return err ? fail(b, "cleanup", err) : 0;
 }
 
-/* Untimed: keeps per_thread blobs for each thread, numbered from 0. */
-static int fill(struct bench *b, struct target_run *run, enum workload w)
+/* Untimed, on worker id: keeps per_thread blobs for it, numbered from 0. */
+static void fill_thread(struct bench *b, unsigned id)
+{
+	struct target_run *run = b->run;
+	int err = 0;
+
+	for (size_t j = 0; j < b->per_thread && !err && !interrupted; j++) {
+		if (run->target == T_MEMCPY && b->w != W_MIXED)
+			memcpy(run->src[id] + j * b->size, b->blob[id], b->size);
+		else
+			err = keep_blob(b, b->w, id, j, &run->handles[id][j]);
+		run->count[id] += !err;
+	}
+	run->oldest[id] = 0;
+	run->next_id[id] = run->count[id];
+	if (err)
+		fail(b, "filling the live set", err);
+}
+
+/* Untimed: fills every worker's live set, each on its own thread. */
+static int fill(struct bench *b, struct target_run *run)
 {
 	int err = 0;
 
-	for (unsigned i = 0; i < b->threads && !err && !interrupted; i++) {
-		for (size_t j = 0; j < b->per_thread && !err; j++) {
-			if (run->target == T_MEMCPY && w != W_MIXED)
-				memcpy(run->src[i] + j * b->size, b->blob[i], b->size);
-			else
-				err = keep_blob(b, w, i, j, &run->handles[i][j]);
-			run->count[i] += !err;
-		}
-		run->oldest[i] = 0;
-		run->next_id[i] = run->count[i];
-	}
-	if (!err && IS_STORE(run->target))
+	b->run = run;
+	dispatch(b, JOB_FILL);
+	if (atomic_load(&b->error))
+		return -1;
+	if (IS_STORE(run->target))
 		err = scratch_store_flush(run->store);
 	if (!err && interrupted)
 		err = -EINTR;
@@ -696,32 +783,19 @@ static int fill(struct bench *b, struct target_run *run, enum workload w)
  * the percentiles of rep r go to slot r - 1. */
 static double measure(struct bench *b, struct target_run *run, unsigned rep)
 {
-	pthread_t tid[MAX_THREADS];
-	struct worker wk[MAX_THREADS];
-	unsigned started = 0;
 	uint64_t total = 0;
 
 	b->run = run;
-	if (b->w == W_REMOVE && fill(b, run, W_REMOVE))
+	if (b->w == W_REMOVE && fill(b, run))
 		return -1;
-	atomic_store(&b->go, 0);
 	memset(b->nsamples, 0, sizeof(b->nsamples));
-	for (; started < b->threads; started++) {
-		wk[started] = (struct worker){ b, started };
-		b->ops[started] = 0;
-		if (pthread_create(&tid[started], NULL, worker_main, &wk[started])) {
-			fail(b, "starting threads", -EAGAIN);
-			break;
-		}
-	}
+	memset(b->ops, 0, sizeof(b->ops));
 	uint64_t start = bench_now_ns();
 
 	b->deadline_ns = start + (uint64_t)(b->cfg->seconds * 1e9);
-	atomic_store_explicit(&b->go, 1, memory_order_release);
-	for (unsigned i = 0; i < started; i++) {
-		pthread_join(tid[i], NULL);
+	dispatch(b, JOB_REP);
+	for (unsigned i = 0; i < b->started; i++)
 		total += b->ops[i];
-	}
 	if (b->w == W_PUT && IS_STORE(run->target) && !atomic_load(&b->error)) {
 		int err = scratch_store_flush(run->store);
 
@@ -768,7 +842,7 @@ static int setup(struct bench *b, struct target_run *run)
 	if (err)
 		return fail(b, "setting up", err);
 	if (live && b->w != W_REMOVE)
-		return fill(b, run, b->w);
+		return fill(b, run);
 	if (b->w == W_LOKI) {
 		scratch_handle meta;
 
@@ -854,6 +928,7 @@ static int bench_config(const struct config *cfg, enum workload w, size_t size, 
 	unsigned n = 0, ready = 0, bases = 0;
 	size_t total;
 	int err = 0;
+	bool pooled = false;
 	char files_dir[sizeof(run_dir) + 8];
 
 	for (enum target t = T_MEMORY; t < NTARGETS; t++)
@@ -896,6 +971,8 @@ static int bench_config(const struct config *cfg, enum workload w, size_t size, 
 		fail(&b, "allocating buffers", err);
 		goto out;
 	}
+	pooled = true;
+	err = pool_start(&b);
 	for (; ready < n && !err; ready++)
 		err = setup(&b, &runs[ready]);
 	/* Rep 0 warms up; the targets alternate so noise hurts them alike. */
@@ -932,6 +1009,8 @@ static int bench_config(const struct config *cfg, enum workload w, size_t size, 
 			print_line(&b, &runs[t], &runs[t]);
 	}
 out:
+	if (pooled)
+		pool_stop(&b);
 	for (unsigned t = 0; t < ready; t++)
 		teardown(&b, &runs[t]);
 	for (unsigned i = 0; i < threads; i++)
