@@ -21,9 +21,9 @@
  *
  * Concurrency contract.
  * - Writers (reserve/publish, remove, close, and the release of an entry)
- *   take their shard's mutex.  Puts stay on the thread's current shard for
- *   a run of puts, then move on, and skip locked shards, so concurrent puts
- *   rarely meet (lock_next_shard).
+ *   take their shard's mutex.  A thread puts into a group of shards of its
+ *   own, a run of puts into each in turn, and skips locked shards, so
+ *   concurrent puts rarely meet (lock_next_shard).
  * - Readers (htab_acquire) take no lock and write nothing shared but the
  *   entry's reference count.  They load the slot array inside a grace
  *   section (grace.h); a rebuild publishes the new array and waits out a
@@ -45,6 +45,7 @@
  *   the last reader closes.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -64,14 +65,13 @@
 _Static_assert(sizeof(struct htab_entry) == 64, "an entry is one cache line (entry_shift)");
 
 struct htab_slots {
-	unsigned bits;
+	unsigned bits, run_bits;
 	uint32_t mask;
 	_Atomic uint64_t slot[];
 };
 
-static __thread unsigned next_shard __attribute__((tls_model("initial-exec")));
-static __thread bool next_shard_set __attribute__((tls_model("initial-exec")));
-static _Atomic unsigned thread_seed;
+static __thread unsigned put_group, puts_made __attribute__((tls_model("initial-exec")));
+static __thread bool put_group_set __attribute__((tls_model("initial-exec")));
 
 static inline uint64_t handle_seq(uint64_t h)
 {
@@ -79,21 +79,23 @@ static inline uint64_t handle_seq(uint64_t h)
 }
 
 /*
- * Runs of SLOT_RUN consecutive sequence numbers get consecutive home slots:
- * the Fibonacci hash of the run picks where it starts, the low bits of the
+ * Runs of consecutive sequence numbers get consecutive home slots: the
+ * Fibonacci hash of the run picks where it starts, the low bits of the
  * sequence the slot after that.  A shard's handles are made in order (puts
  * come in runs, lock_next_shard) and mostly die in order, so a put or a
  * remove usually finds its slot's line already in the cache, even in a
  * table of millions.  Runs start anywhere, not on a line, so a program that
- * keeps one blob in every 2^k still spreads them over the whole array.
+ * keeps one blob in every 2^k still spreads them over the whole array.  A
+ * run is 1/64 of the array, at most 64 slots: long runs in a small array
+ * would overlap and probe far.
  */
-#define SLOT_RUN 64u
+#define RUN_BITS_MAX 6
 
 static inline uint32_t slot_home(const struct htab_slots *s, uint64_t seq)
 {
-	uint64_t start = ((seq / SLOT_RUN) * 0x9e3779b97f4a7c15ull) >> (64 - s->bits);
+	uint64_t start = ((seq >> s->run_bits) * 0x9e3779b97f4a7c15ull) >> (64 - s->bits);
 
-	return (uint32_t)(start + seq % SLOT_RUN) & s->mask;
+	return (uint32_t)(start + (seq & ((1u << s->run_bits) - 1))) & s->mask;
 }
 
 static inline uint64_t slot_word(uint64_t seq, uint32_t index)
@@ -188,6 +190,7 @@ static struct htab_slots *slots_new(unsigned bits)
 
 	if (s) {
 		s->bits = bits;
+		s->run_bits = bits > RUN_BITS_MAX + 6 ? RUN_BITS_MAX : bits > 6 ? bits - 6 : 0;
 		s->mask = (1u << bits) - 1;
 	}
 	return s;
@@ -330,31 +333,76 @@ void htab_fini(struct htab *t)
 }
 
 /*
- * A thread puts into one shard for PUTS_PER_SHARD puts in a row, then moves
- * on to the next.  Staying keeps the shard's lock, counters, pool and the
- * backend's per-shard cache in this core's cache; moving keeps a
- * single-threaded program's handles spread over all shards, so that no
- * shard, and no rebuild, grows to the size of the whole table.  A busy
- * shard is skipped, so concurrent putters rarely wait for each other.
+ * Each thread puts into a group of HTAB_GROUP_SHARDS shards of its own, one
+ * shard for PUTS_PER_SHARD puts in a row, then the next of its group.  A thread
+ * that puts and removes its own blobs, the usual pipeline, then keeps its
+ * shards' locks, counters, slots, pools and the backend's per-shard caches
+ * in its own core's cache; threads sharing shards made each op's lines
+ * cross between cores.  Moving around the group keeps a single-threaded
+ * program's handles spread, so that no shard, and no rebuild, grows to the
+ * size of the whole table.  A busy shard is skipped, the group's first, so
+ * concurrent putters rarely wait for each other.
+ *
+ * A thread joins the group with the fewest threads (the lowest of those)
+ * at its first put and leaves it when it exits, so a thread that replaces
+ * one that exited takes over its shards, with the free entries that its
+ * removes will leave there; a new group would grow fresh entries instead.
  */
 #define PUTS_PER_SHARD 64
+#define GROUPS (HTAB_SHARDS / HTAB_GROUP_SHARDS)
+
+static _Atomic unsigned group_threads[GROUPS];
+static pthread_key_t group_key;
+static pthread_once_t group_once = PTHREAD_ONCE_INIT;
+static bool group_key_made;
+
+static void group_leave(void *group_plus_one)
+{
+	atomic_fetch_sub_explicit(&group_threads[(uintptr_t)group_plus_one - 1], 1, memory_order_relaxed);
+	put_group_set = false;
+}
+
+static void group_make_key(void)
+{
+	group_key_made = pthread_key_create(&group_key, group_leave) == 0;
+}
+
+static void group_join(void)
+{
+	unsigned best = 0, fewest = UINT_MAX;
+
+	(void)pthread_once(&group_once, group_make_key);
+	for (unsigned g = 0; g < GROUPS; g++) {
+		unsigned n = atomic_load_explicit(&group_threads[g], memory_order_relaxed);
+
+		if (n < fewest) {
+			fewest = n;
+			best = g;
+		}
+	}
+	/* A race with another joiner only makes two threads share a group. */
+	atomic_fetch_add_explicit(&group_threads[best], 1, memory_order_relaxed);
+	if (group_key_made)
+		(void)pthread_setspecific(group_key, (void *)(uintptr_t)(best + 1));
+	put_group = best * HTAB_GROUP_SHARDS;
+	put_group_set = true;
+}
 
 static struct htab_shard *lock_next_shard(struct htab *t)
 {
-	if (!next_shard_set) {
-		/* Spread threads' starting shards so they take turns apart. */
-		next_shard = atomic_fetch_add_explicit(&thread_seed, 7 * PUTS_PER_SHARD, memory_order_relaxed);
-		next_shard_set = true;
-	}
-	unsigned first = next_shard++ / PUTS_PER_SHARD;
+	if (!put_group_set)
+		group_join();
+	unsigned n = puts_made++ / PUTS_PER_SHARD;
 
+	/* The group's shards from the current one on, then the other groups'. */
 	for (unsigned k = 0; k < HTAB_SHARDS; k++) {
-		struct htab_shard *sh = &t->shards[(first + k) & (HTAB_SHARDS - 1)];
+		unsigned i = put_group + (k & ~(HTAB_GROUP_SHARDS - 1)) + ((n + k) & (HTAB_GROUP_SHARDS - 1));
+		struct htab_shard *sh = &t->shards[i & (HTAB_SHARDS - 1)];
 
 		if (pthread_mutex_trylock(&sh->lock) == 0)
 			return sh;
 	}
-	struct htab_shard *sh = &t->shards[first & (HTAB_SHARDS - 1)];
+	struct htab_shard *sh = &t->shards[(put_group + n % HTAB_GROUP_SHARDS) & (HTAB_SHARDS - 1)];
 
 	pthread_mutex_lock(&sh->lock);
 	return sh;

@@ -347,6 +347,64 @@ START_TEST(test_thread_records_reused)
 }
 END_TEST
 
+/* Each thread puts into a group of shards of its own, and a thread that
+ * replaces one that exited takes over its group. */
+struct putter {
+	struct fake *f;
+	pthread_barrier_t *both; /* NULL: alone */
+	unsigned shards;         /* the shards its handles went to, a bit each */
+};
+
+static void *put_some(void *arg)
+{
+	struct putter *p = arg;
+
+	if (p->both)
+		pthread_barrier_wait(p->both); /* both threads live before either puts */
+	for (int i = 0; i < 1000; i++)
+		p->shards |= 1u << htab_shard_of(insert(p->f));
+	if (p->both)
+		pthread_barrier_wait(p->both); /* and until both have put */
+	return NULL;
+}
+
+static void put_on_thread(struct putter *p, pthread_t *t)
+{
+	ck_assert_int_eq(pthread_create(t, NULL, put_some, p), 0);
+}
+
+START_TEST(test_put_groups)
+{
+	struct fake *f = fake_new();
+	struct putter a = { f, NULL, 0 }, b = { f, NULL, 0 }, c, d;
+	pthread_barrier_t both;
+	pthread_t ta, tb;
+	unsigned group = (1u << HTAB_GROUP_SHARDS) - 1;
+
+	put_on_thread(&a, &ta);
+	pthread_join(ta, NULL);
+	ck_assert_uint_eq(a.shards, group << __builtin_ctz(a.shards)); /* one whole group */
+	ck_assert_uint_eq(__builtin_ctz(a.shards) % HTAB_GROUP_SHARDS, 0);
+	put_on_thread(&b, &tb);
+	pthread_join(tb, NULL);
+	ck_assert_uint_eq(b.shards, a.shards);
+
+	require(pthread_barrier_init(&both, NULL, 2) == 0);
+	c = (struct putter){ f, &both, 0 };
+	d = (struct putter){ f, &both, 0 };
+	put_on_thread(&c, &ta);
+	put_on_thread(&d, &tb);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	pthread_barrier_destroy(&both);
+	ck_assert_uint_eq(c.shards & d.shards, 0);
+	ck_assert_uint_eq(__builtin_popcount(c.shards), HTAB_GROUP_SHARDS);
+	ck_assert_uint_eq(__builtin_popcount(d.shards), HTAB_GROUP_SHARDS);
+	htab_close(&f->table);
+	free(f);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("htab");
@@ -359,6 +417,7 @@ int main(void)
 	tcase_add_test(tc, test_cancel);
 	tcase_add_loop_test(tc, test_threads_stress, 0, 2);
 	tcase_add_test(tc, test_thread_records_reused);
+	tcase_add_test(tc, test_put_groups);
 	suite_add_tcase(s, tc);
 
 	return run_suite(s);
