@@ -81,10 +81,9 @@ static inline void copy_iov(unsigned char *dst, const struct iovec *iov, int iov
 }
 
 /* reader.c */
-/* Takes over the reference on e and copy (freed on close; may be NULL).
- * e NULL: data is a small blob (HTAB_SMALL_MAX bytes at most), copied. */
-int scratch_reader_open(struct htab *table, struct htab_entry *e, const void *data, size_t size,
-			void *copy, scratch_reader **out);
+/* scratch_read past its checks: a reader of h, holding a reference on its
+ * entry, or a copy of it if it is small.  0, SCRATCH_ENOTFOUND, -ENOMEM. */
+int scratch_reader_open(scratch_store *s, scratch_handle h, scratch_reader **out);
 
 /* Backend constructors. */
 int scratch_memory_backend_new(scratch_store **out);

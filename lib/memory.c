@@ -64,8 +64,12 @@ static int memory_put(scratch_store *s, const struct iovec *iov, int iovcnt, siz
 	if (total <= HTAB_SMALL_MAX) {
 		unsigned char small[HTAB_SMALL_MAX];
 
-		copy_iov(small, iov, iovcnt);
-		htab_set_small(e, small, total);
+		if (iovcnt == 1) {
+			htab_set_small(e, iov[0].iov_base, total);
+		} else {
+			copy_iov(small, iov, iovcnt);
+			htab_set_small(e, small, total);
+		}
 	} else {
 		if (!data) {
 			data = heap_alloc(&m->heap, (int)htab_shard_of(e->handle), total);

@@ -27,27 +27,35 @@ struct scratch_reader {
 	unsigned char small[HTAB_SMALL_MAX];
 };
 
-int scratch_reader_open(struct htab *table, struct htab_entry *e, const void *data, size_t size,
-			void *copy, scratch_reader **out)
+int scratch_reader_open(scratch_store *s, scratch_handle h, scratch_reader **out)
 {
 	scratch_reader *r = malloc(sizeof(*r));
+	struct htab_entry *e;
+	size_t size;
+	int err;
 
-	if (!r) {
-		free(copy);
-		if (e)
-			htab_put(table, e);
+	if (!r)
 		return -ENOMEM;
-	}
-	if (!e) {
-		memcpy(r->small, data, size);
-		data = r->small;
-	}
-	r->table = table;
+	/* A small blob is copied straight into the reader. */
+	err = htab_lookup(&s->table, h, &e, r->small, &size);
+	r->table = &s->table;
 	r->entry = e;
-	r->data = data;
-	r->copy = copy;
-	r->size = size;
+	r->data = r->small;
+	r->copy = NULL;
 	r->offset = 0;
+	if (!err && e) {
+		const void *data = e->data;
+
+		size = e->size;
+		if (s->backend->view && (err = s->backend->view(s, e, &data, &r->copy)))
+			htab_put(&s->table, e);
+		r->data = data;
+	}
+	if (err) {
+		free(r);
+		return err;
+	}
+	r->size = size;
 	*out = r;
 	return 0;
 }

@@ -154,31 +154,12 @@ int scratch_put_batch(scratch_store *s, const struct iovec *blobs, size_t n, scr
 
 int scratch_read(scratch_store *s, scratch_handle h, scratch_reader **out)
 {
-	struct htab_entry *e;
-	int err;
-
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
 	if (!s)
 		return -EINVAL;
-	unsigned char small[HTAB_SMALL_MAX];
-	const void *data = small;
-	size_t size;
-	void *copy = NULL;
-
-	err = htab_lookup(&s->table, h, &e, small, &size);
-	if (err)
-		return err;
-	if (e) {
-		data = e->data;
-		size = e->size;
-		if (s->backend->view && (err = s->backend->view(s, e, &data, &copy))) {
-			htab_put(&s->table, e);
-			return err;
-		}
-	}
-	return scratch_reader_open(&s->table, e, data, size, copy, out);
+	return scratch_reader_open(s, h, out);
 }
 
 int scratch_remove(scratch_store *s, scratch_handle h)
