@@ -655,8 +655,6 @@ static void dispatch(struct bench *b, enum job job)
 
 static int pool_start(struct bench *b)
 {
-	if (pthread_mutex_init(&b->mu, NULL) || pthread_cond_init(&b->cv, NULL))
-		return fail(b, "starting threads", -ENOMEM);
 	for (; b->started < b->threads; b->started++) {
 		struct worker *wk = malloc(sizeof(*wk));
 
@@ -675,8 +673,6 @@ static void pool_stop(struct bench *b)
 	dispatch(b, JOB_EXIT);
 	for (unsigned i = 0; i < b->started; i++)
 		pthread_join(b->tid[i], NULL);
-	pthread_cond_destroy(&b->cv);
-	pthread_mutex_destroy(&b->mu);
 }
 
 /* The k-th smallest of v[0..n), left at v[k] with smaller ones before it. */
@@ -923,12 +919,12 @@ static void print_line(const struct bench *b, struct target_run *t, struct targe
 static int bench_config(const struct config *cfg, enum workload w, size_t size, unsigned threads,
 			size_t live)
 {
-	struct bench b = { .cfg = cfg, .w = w, .size = size, .threads = threads };
+	struct bench b = { .cfg = cfg, .w = w, .size = size, .threads = threads,
+			   .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 	struct target_run runs[NTARGETS];
 	unsigned n = 0, ready = 0, bases = 0;
 	size_t total;
 	int err = 0;
-	bool pooled = false;
 	char files_dir[sizeof(run_dir) + 8];
 
 	for (enum target t = T_MEMORY; t < NTARGETS; t++)
@@ -971,7 +967,6 @@ static int bench_config(const struct config *cfg, enum workload w, size_t size, 
 		fail(&b, "allocating buffers", err);
 		goto out;
 	}
-	pooled = true;
 	err = pool_start(&b);
 	for (; ready < n && !err; ready++)
 		err = setup(&b, &runs[ready]);
@@ -1009,8 +1004,7 @@ static int bench_config(const struct config *cfg, enum workload w, size_t size, 
 			print_line(&b, &runs[t], &runs[t]);
 	}
 out:
-	if (pooled)
-		pool_stop(&b);
+	pool_stop(&b);
 	for (unsigned t = 0; t < ready; t++)
 		teardown(&b, &runs[t]);
 	for (unsigned i = 0; i < threads; i++)
