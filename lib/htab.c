@@ -6,8 +6,9 @@
  * its shard in its low HTAB_SHARD_BITS bits and a per-shard sequence number
  * (1, 2, 3, ...) above them, so handles are never 0 and never reused.  Each
  * shard has
- * - a slot array of 8-byte words, linear probing from a home slot that keeps
- *   consecutive sequence numbers together (slot_home): 0 is empty, ~0 a tombstone, anything else is
+ * - a slot array of 8-byte words, linear probing from a home slot that
+ *   keeps consecutive sequence numbers together (slot_home): 0 is empty,
+ *   ~0 a tombstone, anything else is
  *   (low 32 bits of the sequence) << 32 | (entry index + 1).  The tag lets a
  *   probe skip foreign slots without touching their entries;
  * - a pool of entries in chunks of growing size that are never freed or
@@ -356,9 +357,9 @@ void htab_fini(struct htab *t)
 }
 
 /*
- * Each thread puts into a group of HTAB_GROUP_SHARDS shards of its own, one
- * shard for PUTS_PER_SHARD puts in a row, then the next of its group.  A thread
- * that puts and removes its own blobs, the usual pipeline, then keeps its
+ * Each thread puts into a group of HTAB_GROUP_SHARDS shards of its own,
+ * one shard for PUTS_PER_SHARD puts in a row, then the next of its group.
+ * A thread that puts and removes its own blobs, the usual pipeline, keeps its
  * shards' locks, counters, slots, pools and the backend's per-shard caches
  * in its own core's cache; threads sharing shards made each op's lines
  * cross between cores.  Moving around the group keeps a single-threaded
