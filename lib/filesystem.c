@@ -126,16 +126,24 @@ struct lane *fs_lane_lock(struct fs_store *fs)
 	return l;
 }
 
+/* The lane's buffers in flight are io's background writes: its queue's
+ * head and length index flights[] too. */
+static unsigned nflights(const struct lane *l)
+{
+	return l->io.nbackground;
+}
+
+static struct stage *flight(struct lane *l, unsigned i)
+{
+	return &l->flights[(l->io.head + i) % WIO_INFLIGHT];
+}
+
 /* Pops the oldest buffer in flight once its write is done. */
 static struct stage flight_pop(struct lane *l, int *err)
 {
-	struct stage f = l->flights[l->head];
+	struct stage f = *flight(l, 0);
 
-	/* The two queues move in step; if they ever did not, the safe guess is
-	 * that the write failed (its bytes then stay in memory). */
-	*err = l->io.nbackground ? wio_wait(&l->io) : -EIO;
-	l->head = (l->head + 1) % WIO_INFLIGHT;
-	l->nflights--;
+	*err = wio_wait(&l->io);
 	return f;
 }
 
@@ -151,7 +159,7 @@ static void segment_adopt(struct fs_store *fs, struct lane *l, struct stage f, i
 	int later; /* adopted whatever it says: the watermark stops at f */
 
 	seg->chunks[n++] = (struct segment_chunk){ f.start, f.len, f.buf };
-	while (l->nflights && l->flights[l->head].seg == seg) {
+	while (nflights(l) && flight(l, 0)->seg == seg) {
 		f = flight_pop(l, &later);
 		seg->chunks[n++] = (struct segment_chunk){ f.start, f.len, f.buf };
 		segment_put(seg);
@@ -177,7 +185,7 @@ static void stage_finish(struct fs_store *fs, struct lane *l)
 {
 	int err;
 
-	if (!l->nflights)
+	if (!nflights(l))
 		return;
 	struct stage f = flight_pop(l, &err);
 
@@ -200,24 +208,24 @@ static void stage_start(struct fs_store *fs, struct lane *l)
 	if (!l->fill.seg)
 		return;
 	io = fs_lane_io(fs, l);
-	if (l->nflights == WIO_INFLIGHT) {
+	if (nflights(l) == WIO_INFLIGHT) {
 		stage_finish(fs, l);
 		if (!l->fill.seg)
 			return; /* a failed write took it along */
 	}
-	f = &l->flights[(l->head + l->nflights++) % WIO_INFLIGHT];
+	f = flight(l, nflights(l));
 	*f = l->fill;
 	l->fill = (struct stage){ .buf = l->nspare ? l->spare[--l->nspare] : NULL };
-	(void)wio_start(io, f->seg->fd, f->buf, f->len, f->start);
+	(void)wio_start(io, f->seg->fd, f->buf, f->len, f->start); /* queues it: not full */
 	/* pwrite wrote it already, and wrote older ones if the ring failed. */
-	while (!io->uring && l->nflights)
+	while (!io->uring && nflights(l))
 		stage_finish(fs, l);
 }
 
 /* Waits until nothing is in flight. */
 static void stage_drain(struct fs_store *fs, struct lane *l)
 {
-	while (l->nflights)
+	while (nflights(l))
 		stage_finish(fs, l);
 }
 
@@ -428,10 +436,10 @@ static void fs_release(void *ctx, struct htab_entry *e, unsigned shard)
 }
 
 /* Is the staged byte at off of seg in a buffer being written? */
-static bool in_flight(const struct lane *l, const struct segment *seg, uint64_t off)
+static bool in_flight(struct lane *l, const struct segment *seg, uint64_t off)
 {
-	for (unsigned i = 0; i < l->nflights; i++) {
-		const struct stage *g = &l->flights[(l->head + i) % WIO_INFLIGHT];
+	for (unsigned i = 0; i < nflights(l); i++) {
+		const struct stage *g = flight(l, i);
 
 		if (g->seg == seg && off >= g->start && off < g->start + g->len)
 			return true;

@@ -13,7 +13,6 @@
 #include "segment.h"
 #include "uring.h"
 
-#define PAGE 4096u
 #define SEGMENT_SIZE (16ull << 20) /* halved down to SEGMENT_MIN on ENOSPC */
 #define SEGMENT_MIN (1ull << 20)
 #define STAGE_SIZE (1u << 20)      /* one background write */
@@ -50,9 +49,8 @@ struct lane {
 	struct segment *seg;        /* being filled; referenced */
 	uint64_t front, back;       /* staged bytes go up from front, direct down from back */
 	struct stage fill;
-	/* Being written, oldest first, in step with io's background writes. */
+	/* Being written: io's background writes, indexed as its queue is. */
 	struct stage flights[WIO_INFLIGHT];
-	unsigned head, nflights;
 	unsigned char *spare[WIO_INFLIGHT + 1]; /* written buffers, for reuse */
 	unsigned nspare;
 } __attribute__((aligned(64)));
@@ -76,19 +74,13 @@ struct fs_writer {
 	size_t len;
 	struct segment *seg; /* a file of its own, once buf first fills */
 	uint64_t on_disk;
-	unsigned char *mem;  /* after a disk failure: everything, in memory */
-	size_t mem_len, mem_cap;
+	struct heap_buf mem; /* after a disk failure: everything, in memory */
 	bool failed;         /* the disk failed: the rest goes to memory */
 };
 
 static inline struct fs_store *to_fs(scratch_store *s)
 {
 	return (struct fs_store *)s;
-}
-
-static inline uint64_t round_up(uint64_t n, uint64_t to)
-{
-	return (n + to - 1) & ~(to - 1);
 }
 
 /* The disk: usable now, or failed (logged, and off for RETRY_NS). */

@@ -12,7 +12,6 @@
  * follows: the committed blob reads back whole.
  */
 #include <errno.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,7 +33,7 @@ static void writer_free(struct fs_store *fs, struct fs_writer *w)
 	if (w->seg)
 		segment_put(w->seg);
 	heap_free(&fs->heap, HEAP_NO_CACHE, w->buf);
-	heap_free(&fs->heap, HEAP_NO_CACHE, w->mem);
+	heap_free(&fs->heap, HEAP_NO_CACHE, w->mem.data);
 	free(w);
 }
 
@@ -54,8 +53,11 @@ static int writer_to_memory(struct fs_store *fs, struct fs_writer *w)
 		memcpy(m + w->on_disk, w->buf, w->len);
 	if (w->seg)
 		segment_put(w->seg);
+	/* A failed write's request may outlive a torn-down ring and still read
+	 * buf, but all it could do is put stale bytes into the file dropped
+	 * just above (the lane keeps its buffers because it reads them back). */
 	heap_free(&fs->heap, HEAP_NO_CACHE, w->buf);
-	*w = (struct fs_writer){ .base = w->base, .mem = m, .mem_len = need, .mem_cap = cap };
+	*w = (struct fs_writer){ .base = w->base, .mem = { m, need, cap } };
 	return 0;
 }
 
@@ -95,23 +97,6 @@ static int writer_spill(struct fs_store *fs, struct fs_writer *w)
 	return 0;
 }
 
-static ssize_t writer_append_memory(struct fs_store *fs, struct fs_writer *w, const void *p,
-				    size_t n)
-{
-	if (n > w->mem_cap - w->mem_len) {
-		size_t cap = w->mem_cap * 2 > w->mem_len + n ? w->mem_cap * 2 : w->mem_len + n;
-		unsigned char *m = heap_grow(&fs->heap, w->mem, cap);
-
-		if (!m)
-			return -ENOMEM;
-		w->mem = m;
-		w->mem_cap = cap;
-	}
-	memcpy(w->mem + w->mem_len, p, n);
-	w->mem_len += n;
-	return (ssize_t)n;
-}
-
 /* Takes n bytes, or returns how many it took before running out of memory
  * (-ENOMEM if none). */
 ssize_t fs_writer_write(scratch_writer *base, const void *p, size_t n)
@@ -121,7 +106,7 @@ ssize_t fs_writer_write(scratch_writer *base, const void *p, size_t n)
 	const unsigned char *src = p;
 	size_t left = n;
 
-	while (left && !w->mem) {
+	while (left && !w->mem.data) {
 		int err = 0;
 
 		if (!w->buf && !(w->buf = heap_alloc(&fs->heap, HEAP_NO_CACHE, STAGE_SIZE)))
@@ -130,7 +115,7 @@ ssize_t fs_writer_write(scratch_writer *base, const void *p, size_t n)
 			err = writer_spill(fs, w);
 		if (err)
 			return left < n ? (ssize_t)(n - left) : err;
-		if (w->mem)
+		if (w->mem.data)
 			break;
 		size_t k = left < STAGE_SIZE - w->len ? left : STAGE_SIZE - w->len;
 
@@ -140,7 +125,7 @@ ssize_t fs_writer_write(scratch_writer *base, const void *p, size_t n)
 		left -= k;
 	}
 	if (left) {
-		ssize_t k = writer_append_memory(fs, w, src, left);
+		ssize_t k = heap_buf_append(&fs->heap, &w->mem, src, left);
 
 		if (k < 0)
 			return left < n ? (ssize_t)(n - left) : k;
@@ -161,7 +146,7 @@ int fs_writer_commit(scratch_writer *base, scratch_handle *out)
 	struct htab_entry blob = { 0 };
 	int err;
 
-	if (!w->seg && !w->mem) {
+	if (!w->seg && !w->mem.data) {
 		/* Never filled its buffer: an ordinary put. */
 		struct iovec iov = { w->buf, w->len };
 
@@ -181,9 +166,9 @@ int fs_writer_commit(scratch_writer *base, scratch_handle *out)
 		blob.size = w->on_disk;
 		w->seg = NULL;
 	} else {
-		blob.data = w->mem;
-		blob.size = w->mem_len;
-		w->mem = NULL;
+		blob.data = w->mem.data;
+		blob.size = w->mem.len;
+		w->mem.data = NULL;
 	}
 	err = fs_publish(s, &blob, out);
 	if (err)

@@ -16,10 +16,35 @@
  * bytes itself.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "heap.h"
+
+ssize_t heap_buf_append(struct heap *h, struct heap_buf *b, const void *p, size_t n)
+{
+	size_t need;
+
+	if (__builtin_add_overflow(b->len, n, &need) || need > SSIZE_MAX)
+		return -ENOMEM;
+	if (need > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+
+		while (cap < need)
+			cap = cap > SSIZE_MAX / 2 ? need : cap * 2;
+		unsigned char *data = heap_grow(h, b->data, cap);
+
+		if (!data)
+			return -ENOMEM;
+		b->data = data;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, p, n);
+	b->len = need;
+	return (ssize_t)n;
+}
 
 #if SCRATCH_WITH_JEMALLOC
 #include <jemalloc/jemalloc.h>

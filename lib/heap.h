@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "htab.h"
 
@@ -34,6 +35,16 @@ void *heap_alloc(struct heap *h, int cache, size_t n);
 /* Grows (or makes, p NULL) a buffer owned by one thread; no cache. */
 void *heap_grow(struct heap *h, void *p, size_t n);
 void heap_free(struct heap *h, int cache, void *p);
+
+/* A buffer that grows as bytes are appended (a streaming writer's). */
+struct heap_buf {
+	unsigned char *data;
+	size_t len, cap;
+};
+
+/* Appends n bytes at p to b, doubling its room (from 4 KiB) as needed.
+ * n, or -ENOMEM with b unchanged.  Free b->data with heap_free, no cache. */
+ssize_t heap_buf_append(struct heap *h, struct heap_buf *b, const void *p, size_t n);
 
 /* Bytes held by the heap's blobs (the arena's allocated bytes). */
 uint64_t heap_bytes(struct heap *h);

@@ -12,7 +12,6 @@
  *   is locked, with no cache, so a long copy never holds a shard.
  */
 #include <errno.h>
-#include <limits.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,8 +27,7 @@ struct memory_store {
 
 struct memory_writer {
 	scratch_writer base;
-	unsigned char *buf;
-	size_t len, cap;
+	struct heap_buf buf;
 };
 
 static inline struct memory_store *to_memory(scratch_store *s)
@@ -115,33 +113,15 @@ static int memory_writer_open(scratch_store *s, scratch_writer **out)
 static ssize_t memory_writer_write(scratch_writer *base, const void *p, size_t n)
 {
 	struct memory_writer *w = (struct memory_writer *)base;
-	struct memory_store *m = to_memory(base->store);
-	size_t need;
 
-	if (__builtin_add_overflow(w->len, n, &need) || need > SSIZE_MAX)
-		return -ENOMEM;
-	if (need > w->cap) {
-		size_t cap = w->cap ? w->cap : 4096;
-
-		while (cap < need)
-			cap = cap > SSIZE_MAX / 2 ? need : cap * 2;
-		unsigned char *buf = heap_grow(&m->heap, w->buf, cap);
-
-		if (!buf)
-			return -ENOMEM;
-		w->buf = buf;
-		w->cap = cap;
-	}
-	memcpy(w->buf + w->len, p, n);
-	w->len = need;
-	return (ssize_t)n;
+	return heap_buf_append(&to_memory(base->store)->heap, &w->buf, p, n);
 }
 
 static void memory_writer_abort(scratch_writer *base)
 {
 	struct memory_writer *w = (struct memory_writer *)base;
 
-	heap_free(&to_memory(base->store)->heap, HEAP_NO_CACHE, w->buf);
+	heap_free(&to_memory(base->store)->heap, HEAP_NO_CACHE, w->buf.data);
 	free(w);
 }
 
@@ -156,12 +136,12 @@ static int memory_writer_commit(scratch_writer *base, scratch_handle *out)
 		memory_writer_abort(base);
 		return err;
 	}
-	if (w->len == 0) {
-		heap_free(&to_memory(s)->heap, HEAP_NO_CACHE, w->buf);
-		w->buf = NULL;
+	if (w->buf.len == 0) {
+		heap_free(&to_memory(s)->heap, HEAP_NO_CACHE, w->buf.data);
+		w->buf.data = NULL;
 	}
-	e->data = w->buf;
-	e->size = w->len;
+	e->data = w->buf.data;
+	e->size = w->buf.len;
 	*out = e->handle;
 	htab_publish(&s->table, e);
 	free(w);

@@ -51,7 +51,6 @@
 
 #include "segment.h"
 
-#define PAGE 4096u
 #define PUNCH_MIN (1u << 20)
 
 static int lock_file(int fd)
@@ -129,7 +128,7 @@ int segment_dir_open(struct segment_dir *d, const char *path, struct heap *heap)
 	memset(d, 0, sizeof(*d));
 	d->fd = -1;
 	d->heap = heap;
-	if (err && err != -EEXIST)
+	if (err)
 		return err;
 	d->fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (d->fd < 0)
@@ -335,7 +334,7 @@ int segment_resize(struct segment *s, uint64_t size)
 
 void segment_release_range(struct segment *s, uint64_t off, uint64_t len)
 {
-	uint64_t from = (off + PAGE - 1) & ~(uint64_t)(PAGE - 1);
+	uint64_t from = round_up(off, PAGE);
 	uint64_t to = (off + len) & ~(uint64_t)(PAGE - 1);
 
 	/* Not worth a system call: the file itself is about to go. */

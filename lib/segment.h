@@ -17,6 +17,14 @@
 
 #include "heap.h"
 
+#define PAGE 4096u
+
+/* n rounded up to a multiple of to, a power of two. */
+static inline uint64_t round_up(uint64_t n, uint64_t to)
+{
+	return (n + to - 1) & ~(to - 1);
+}
+
 #define SEGMENT_NAME_MAX 48
 #define SEGMENT_EXT ".lokiscratch"
 
