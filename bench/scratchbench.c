@@ -93,8 +93,6 @@
  *   --json             one JSON object per line, with the fields above
  *   --csv              the same fields, comma-separated, after a header line
  * In JSON and CSV modes notes go to stderr, so stdout holds only results.
- * If the filesystem store is unavailable (-ENOTSUP) its targets are
- * skipped, with a note, and the rest still runs.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -181,7 +179,6 @@ struct target_run {
 	scratch_store *store;
 	scratch_handle *handles[MAX_THREADS]; /* the thread's blobs: handles or map keys */
 	size_t count[MAX_THREADS];            /* how many of them */
-	size_t oldest[MAX_THREADS];           /* mixed: the ring's oldest slot */
 	uint64_t next_id[MAX_THREADS];        /* mixed, files: the next file number */
 	struct baseline_map *map;
 	struct baseline_seq seq[MAX_THREADS];
@@ -209,7 +206,11 @@ struct bench {
 	_Atomic int error;
 	uint64_t ops[MAX_THREADS];
 	/* The worker threads (pool_start) and the job they are given. */
-	pthread_t tid[MAX_THREADS];
+	struct worker {
+		struct bench *b;
+		unsigned id;
+		pthread_t tid;
+	} workers[MAX_THREADS];
 	unsigned started;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -219,7 +220,6 @@ struct bench {
 
 static volatile sig_atomic_t interrupted;
 static char run_dir[4096];
-static char *user_io; /* SCRATCH_IO as the user set it, restored after each store */
 static atomic_uint nlog, nwarn;
 
 static size_t min_size(size_t a, size_t b)
@@ -290,18 +290,13 @@ static int store_new(enum target t, scratch_store **out)
 {
 	scratch_logger logger = { log_line, (void *)target_names[t] };
 	char path[sizeof(run_dir) + 32];
-	int err;
 
 	if (t == T_MEMORY)
 		return scratch_memory_new(out);
 	snprintf(path, sizeof(path), "%s/%s", run_dir, target_names[t]);
+	/* Read when the store is made; only the bench's stores read it. */
 	setenv("SCRATCH_IO", t == T_URING ? "uring" : "pwrite", 1);
-	err = scratch_filesystem_new(&logger, path, out);
-	if (user_io)
-		setenv("SCRATCH_IO", user_io, 1);
-	else
-		unsetenv("SCRATCH_IO");
-	return err;
+	return scratch_filesystem_new(&logger, path, out);
 }
 
 /* File ids: workload in the top bits, then thread, then blob number. */
@@ -541,8 +536,8 @@ static int mixed_loop(struct bench *b, unsigned id)
 
 	do {
 		for (unsigned k = 0; k < 16; k++, n++) {
-			size_t slot = run->oldest[id];
 			uint64_t key = 0, fid = run->next_id[id];
+			size_t slot = fid % live; /* where blob fid - live is */
 
 			if ((err = keep_blob(b, W_MIXED, id, fid, &key)) ||
 			    (err = read_blob(b, W_MIXED, id, fid, key)) ||
@@ -550,7 +545,6 @@ static int mixed_loop(struct bench *b, unsigned id)
 				return fail(b, "mixed", err);
 			ring[slot] = key;
 			run->next_id[id] = fid + 1;
-			run->oldest[id] = slot + 1 == live ? 0 : slot + 1;
 			if (!sample(b, lat, &nlat, &t0))
 				goto out;
 		}
@@ -604,11 +598,6 @@ static void run_job(struct bench *b, unsigned id)
 	}
 }
 
-struct worker {
-	struct bench *b;
-	unsigned id;
-};
-
 /*
  * The workers live as long as their configuration and do its fills as well
  * as its reps, as a pipeline's threads would: the library keeps state per
@@ -636,7 +625,6 @@ static void *worker_main(void *arg)
 			pthread_cond_broadcast(&b->cv);
 	}
 	pthread_mutex_unlock(&b->mu);
-	free(wk);
 	return NULL;
 }
 
@@ -656,14 +644,11 @@ static void dispatch(struct bench *b, enum job job)
 static int pool_start(struct bench *b)
 {
 	for (; b->started < b->threads; b->started++) {
-		struct worker *wk = malloc(sizeof(*wk));
+		struct worker *wk = &b->workers[b->started];
 
-		if (wk)
-			*wk = (struct worker){ b, b->started };
-		if (!wk || pthread_create(&b->tid[b->started], NULL, worker_main, wk)) {
-			free(wk);
+		*wk = (struct worker){ .b = b, .id = b->started };
+		if (pthread_create(&wk->tid, NULL, worker_main, wk))
 			return fail(b, "starting threads", -EAGAIN);
-		}
 	}
 	return 0;
 }
@@ -672,7 +657,7 @@ static void pool_stop(struct bench *b)
 {
 	dispatch(b, JOB_EXIT);
 	for (unsigned i = 0; i < b->started; i++)
-		pthread_join(b->tid[i], NULL);
+		pthread_join(b->workers[i].tid, NULL);
 }
 
 /* The k-th smallest of v[0..n), left at v[k] with smaller ones before it. */
@@ -753,7 +738,6 @@ static void fill_thread(struct bench *b, unsigned id)
 			err = keep_blob(b, b->w, id, j, &run->handles[id][j]);
 		run->count[id] += !err;
 	}
-	run->oldest[id] = 0;
 	run->next_id[id] = run->count[id];
 	if (err)
 		fail(b, "filling the live set", err);
@@ -1129,32 +1113,23 @@ static const char *fs_name(const char *path)
 	}
 }
 
-/* Probes the store targets once; drops them (with a note) if unavailable. */
-static int probe_stores(struct config *cfg)
+/* Makes each filesystem target's store once, so that a directory it cannot
+ * use is reported before any figure. */
+static int probe_stores(const struct config *cfg)
 {
-	char skipped[64] = "";
-
 	for (enum target t = T_URING; t <= T_SPWRITE; t++) {
 		scratch_store *s;
 		int err;
 
 		if (!(cfg->targets & BIT(t)))
 			continue;
-		err = store_new(t, &s);
-		if (err == -ENOTSUP) {
-			snprintf(skipped + strlen(skipped), sizeof(skipped) - strlen(skipped), "%s%s",
-				 skipped[0] ? ", " : "", target_names[t]);
-			cfg->targets &= ~BIT(t);
-		} else if (err) {
+		if ((err = store_new(t, &s))) {
 			fprintf(stderr, "scratchbench: cannot make a %s store in %s: %s\n", target_names[t], run_dir,
 				scratch_strerror(err));
 			return -1;
 		}
 		scratch_store_close(s);
 	}
-	if (skipped[0])
-		note(cfg, "filesystem store unavailable (scratch_filesystem_new: %s): skipping %s",
-		     scratch_strerror(-ENOTSUP), skipped);
 	return 0;
 }
 
@@ -1204,8 +1179,6 @@ int main(int argc, char **argv)
 	int status = 0;
 
 	parse_args(argc, argv, &cfg);
-	if (getenv("SCRATCH_IO"))
-		user_io = strdup(getenv("SCRATCH_IO"));
 	snprintf(run_dir, sizeof(run_dir), "%s/scratchbench.XXXXXX", cfg.dir ? cfg.dir : "/tmp");
 	if (!mkdtemp(run_dir)) {
 		fprintf(stderr, "scratchbench: cannot make a directory %s: %s\n", run_dir, strerror(errno));
@@ -1239,7 +1212,6 @@ int main(int argc, char **argv)
 	if (atomic_load(&nwarn))
 		note(&cfg, "%u store warnings (see stderr): some blobs may have gone to the memory fallback",
 		     atomic_load(&nwarn));
-	free(user_io);
 	if (interrupted)
 		fprintf(stderr, "scratchbench: interrupted\n");
 	return interrupted ? 130 : status ? 1 : 0;
