@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,33 +74,42 @@ void heap_free(struct heap *h, int cache, void *p)
 }
 
 /*
- * Freed pages stay with the arena until the store closes instead of decaying
- * back to the OS after ~10 s (jemalloc's default): here, touching memory the
- * OS took back costs a page fault per 4 KiB, which made 1 MiB puts run at
- * 0.43x malloc + copy.  A scratch store's peak comes back soon; it is the
- * memory the store is sized for.  Advice only: failure keeps the default.
+ * The arena's extent hooks are jemalloc's own, except that freed extents
+ * are never merged.  jemalloc merges freed large extents at once, and then
+ * will not carve a request out of a free extent over 64 times its size
+ * (opt.lg_extent_max_active_fit): a store that freed 512 blobs of 1 MiB
+ * side by side mapped fresh memory for the next 512, which faulted in,
+ * while the freed 512 MiB sat unused; with jemalloc's decay turned off
+ * that grew by ~128 MiB a cycle without end.  Unmerged, a freed blob's
+ * extent is reused as it is by the next blob of its size class.  Unused
+ * pages still decay back to the OS as jemalloc's defaults say.
  */
-static void keep_warm(unsigned arena)
+static extent_hooks_t unmerged_hooks;
+static bool unmerged_made;
+static pthread_once_t unmerged_once = PTHREAD_ONCE_INIT;
+
+static void make_unmerged_hooks(void)
 {
-	static const char *const knobs[] = { "dirty_decay_ms", "muzzy_decay_ms" };
-	ssize_t never = -1;
+	extent_hooks_t *hooks;
+	size_t sz = sizeof(hooks);
 
-	for (unsigned k = 0; k < 2; k++) {
-		char name[64];
-
-		snprintf(name, sizeof(name), "arena.%u.%s", arena, knobs[k]);
-		(void)mallctl(name, NULL, NULL, &never, sizeof(never));
+	if (mallctl("arena.0.extent_hooks", &hooks, &sz, NULL, 0) == 0) {
+		unmerged_hooks = *hooks;
+		unmerged_hooks.merge = NULL; /* jemalloc then never tries */
+		unmerged_made = true;
 	}
 }
 
 int heap_open(struct heap *h)
 {
 	size_t sz = sizeof(unsigned);
+	extent_hooks_t *hooks = &unmerged_hooks;
 
-	if (mallctl("arenas.create", &h->arena, &sz, NULL, 0))
+	(void)pthread_once(&unmerged_once, make_unmerged_hooks);
+	if (mallctl("arenas.create", &h->arena, &sz, unmerged_made ? &hooks : NULL,
+		    unmerged_made ? sizeof(hooks) : 0))
 		return -ENOMEM;
 	h->arena_made = true;
-	keep_warm(h->arena);
 	for (; h->ntcaches < HTAB_SHARDS; h->ntcaches++) {
 		sz = sizeof(unsigned);
 		if (mallctl("tcache.create", &h->tcache[h->ntcaches], &sz, NULL, 0))

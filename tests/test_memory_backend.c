@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "backend.h"
 #include "testutil.h"
@@ -72,6 +73,54 @@ START_TEST(test_small_and_large_round_trip)
 }
 END_TEST
 
+#if SCRATCH_WITH_JEMALLOC
+static long minor_faults(void)
+{
+	struct rusage u;
+
+	require(getrusage(RUSAGE_SELF, &u) == 0);
+	return u.ru_minflt;
+}
+
+/* Puts n blobs of size bytes, then removes them all. */
+static void put_remove_all(scratch_store *s, const unsigned char *buf, int n, size_t size)
+{
+	scratch_handle *h = calloc((size_t)n, sizeof(*h));
+
+	require(h != NULL);
+	for (int i = 0; i < n; i++)
+		require(scratch_put(s, buf, size, &h[i]) == 0);
+	for (int i = 0; i < n; i++)
+		require(scratch_remove(s, h[i]) == 0);
+	free(h);
+}
+
+/* Blobs freed side by side are reused in place by the next ones of their
+ * size: jemalloc merged such neighbours into one free extent too big to
+ * carve from, so every cycle mapped (and faulted in) fresh memory and the
+ * arena grew without end. */
+START_TEST(test_freed_blobs_reused)
+{
+	enum { N = 128, SIZE = 1 << 20 };
+	unsigned char *buf = malloc(SIZE);
+	scratch_store *s;
+
+	require(buf != NULL);
+	memset(buf, 7, SIZE);
+	ck_assert_int_eq(scratch_memory_new(&s), 0);
+	put_remove_all(s, buf, N, SIZE);
+	put_remove_all(s, buf, N, SIZE);
+	long before = minor_faults();
+
+	put_remove_all(s, buf, N, SIZE);
+	/* Copying into fresh memory would fault once per 4 KiB page. */
+	ck_assert_int_lt(minor_faults() - before, (long)N * SIZE / 4096 / 10);
+	scratch_store_close(s);
+	free(buf);
+}
+END_TEST
+#endif
+
 int main(void)
 {
 	Suite *s = suite_create("memory backend");
@@ -79,6 +128,9 @@ int main(void)
 
 	tcase_add_test(tc, test_heap_follows_blobs);
 	tcase_add_test(tc, test_small_and_large_round_trip);
+#if SCRATCH_WITH_JEMALLOC
+	tcase_add_test(tc, test_freed_blobs_reused);
+#endif
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
