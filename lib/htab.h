@@ -10,7 +10,6 @@
 #ifndef SCRATCH_HTAB_H
 #define SCRATCH_HTAB_H
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -54,7 +53,7 @@ struct htab_ops {
 };
 
 struct htab_shard {
-	pthread_mutex_t lock;                     /* writers only */
+	_Atomic uint32_t lock;                    /* writers only: 1 held (shard_lock) */
 	struct htab_slots *_Atomic slots;         /* published with release */
 	struct htab_entry *_Atomic chunks[HTAB_CHUNKS];
 	uint64_t next_seq;                        /* next handle's sequence number */

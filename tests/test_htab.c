@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "grace.h"
 #include "htab.h"
@@ -405,6 +406,48 @@ START_TEST(test_put_groups)
 }
 END_TEST
 
+/* A remove waits for the put that holds its shard, through the lock's
+ * sleeping path, and goes on once the put publishes. */
+struct remover {
+	struct fake *f;
+	uint64_t h;
+	_Atomic int done;
+	int err;
+};
+
+static void *remove_one(void *arg)
+{
+	struct remover *r = arg;
+
+	r->err = htab_remove(&r->f->table, r->h);
+	atomic_store(&r->done, 1);
+	return NULL;
+}
+
+START_TEST(test_remove_waits_for_locked_shard)
+{
+	struct fake *f = fake_new();
+	struct remover r = { .f = f, .h = insert(f) };
+	struct htab_entry *e;
+	pthread_t t;
+
+	/* The next put goes to the same shard, and holds it until published. */
+	require(htab_reserve(&f->table, &e) == 0);
+	ck_assert_uint_eq(htab_shard_of(e->handle), htab_shard_of(r.h));
+	e->size = e->handle;
+	ck_assert_int_eq(pthread_create(&t, NULL, remove_one, &r), 0);
+	usleep(50 * 1000); /* long past the spinning and yielding */
+	ck_assert_int_eq(atomic_load(&r.done), 0);
+	htab_publish(&f->table, e);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(r.err, 0);
+	expect_missing(f, r.h);
+	expect_found(f, e->handle);
+	htab_close(&f->table);
+	free(f);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("htab");
@@ -418,6 +461,7 @@ int main(void)
 	tcase_add_loop_test(tc, test_threads_stress, 0, 2);
 	tcase_add_test(tc, test_thread_records_reused);
 	tcase_add_test(tc, test_put_groups);
+	tcase_add_test(tc, test_remove_waits_for_locked_shard);
 	suite_add_tcase(s, tc);
 
 	return run_suite(s);
