@@ -17,6 +17,7 @@
 #define SCRATCH_GRACE_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 struct grace_record {
@@ -26,6 +27,8 @@ struct grace_record {
 } __attribute__((aligned(64)));
 
 extern _Atomic uint64_t grace_epoch;
+/* Set once, before any section: the writer fences for readers (grace.c). */
+extern bool grace_asymmetric;
 extern __thread struct grace_record *grace_self __attribute__((tls_model("initial-exec")));
 
 struct grace_record *grace_register(void);
@@ -37,11 +40,18 @@ static inline struct grace_record *grace_enter(void)
 
 	if (__builtin_expect(r == NULL, 0) && (r = grace_register()) == NULL)
 		return NULL;
+	uint64_t epoch = atomic_load_explicit(&grace_epoch, memory_order_seq_cst);
+
+	if (__builtin_expect(grace_asymmetric, 1)) {
+		/* A plain store: grace_wait's membarrier is the fence. */
+		atomic_store_explicit(&r->active, epoch, memory_order_relaxed);
+		atomic_signal_fence(memory_order_seq_cst);
+		return r;
+	}
 	/* seq_cst (see the rule above): an x86 xchg, a plain load.  A section
 	 * that reads an epoch a writer has bumped comes after that writer's
 	 * publication in the total order, so it sees the new pointer. */
-	atomic_store_explicit(&r->active, atomic_load_explicit(&grace_epoch, memory_order_seq_cst),
-			      memory_order_seq_cst);
+	atomic_store_explicit(&r->active, epoch, memory_order_seq_cst);
 	return r;
 }
 

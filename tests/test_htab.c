@@ -293,12 +293,17 @@ static void *stress_thread(void *arg)
 }
 
 /* _i: 0 plain entries, 1 small blobs (copied under their seqlock). */
+/* _i: bit 0, small blobs; bit 1, readers announce with an exchange (as
+ * where membarrier is refused) instead of a plain store. */
 START_TEST(test_threads_stress)
 {
 	pthread_t t[STRESS_THREADS];
 	uintptr_t found = 0;
 
-	stress_shared.f = fake_new_with(_i ? &small_ops : &fake_ops);
+	grace_exit(grace_enter()); /* sets grace_asymmetric up, once */
+	if (_i & 2)
+		grace_asymmetric = false;
+	stress_shared.f = fake_new_with(_i & 1 ? &small_ops : &fake_ops);
 	for (uintptr_t i = 0; i < STRESS_THREADS; i++)
 		require(pthread_create(&t[i], NULL, stress_thread, (void *)i) == 0);
 	for (unsigned i = 0; i < STRESS_THREADS; i++) {
@@ -458,7 +463,7 @@ int main(void)
 	tcase_add_loop_test(tc, test_grow_shrink_unique, 0, 2);
 	tcase_add_test(tc, test_refs_outlive_remove_and_close);
 	tcase_add_test(tc, test_cancel);
-	tcase_add_loop_test(tc, test_threads_stress, 0, 2);
+	tcase_add_loop_test(tc, test_threads_stress, 0, 4);
 	tcase_add_test(tc, test_thread_records_reused);
 	tcase_add_test(tc, test_put_groups);
 	tcase_add_test(tc, test_remove_waits_for_locked_shard);
