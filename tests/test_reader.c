@@ -2,9 +2,11 @@
  * test_reader.c: readers' read, seek, size and data rules (API.md).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "testutil.h"
 
@@ -115,6 +117,68 @@ START_TEST(test_null_reader)
 }
 END_TEST
 
+/* A thread reuses the reader it closed last: each open starts afresh. */
+START_TEST(test_reopen_starts_afresh)
+{
+	static char big[1000];
+	scratch_handle small_h, big_h;
+	scratch_reader *a, *b;
+	char c;
+
+	memset(big, 'b', sizeof(big));
+	ck_assert_int_eq(scratch_memory_new(&store), 0);
+	ck_assert_int_eq(scratch_put(store, digits, 10, &small_h), 0);
+	ck_assert_int_eq(scratch_put(store, big, sizeof(big), &big_h), 0);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(scratch_read(store, small_h, &a), 0);
+		ck_assert_int_eq(scratch_reader_seek(a, 4, SEEK_SET), 4);
+		ck_assert_int_eq(scratch_reader_close(a), 0);
+		ck_assert_int_eq(scratch_read(store, big_h, &a), 0);
+		ck_assert_int_eq(scratch_read(store, small_h, &b), 0);
+		ck_assert_ptr_ne(a, b);
+		ck_assert_uint_eq(scratch_reader_size(a), sizeof(big));
+		ck_assert_int_eq(scratch_reader_read(a, &c, 1), 1);
+		ck_assert_int_eq(c, 'b');
+		ck_assert_mem_eq(scratch_reader_data(a), big, sizeof(big));
+		ck_assert_int_eq(scratch_reader_read(b, &c, 1), 1);
+		ck_assert_int_eq(c, '0');
+		ck_assert_int_eq(scratch_reader_close(b), 0);
+		ck_assert_int_eq(scratch_reader_close(a), 0);
+	}
+	ck_assert_int_eq(scratch_remove(store, big_h), 0);
+	ck_assert_int_eq(scratch_read(store, big_h, &a), SCRATCH_ENOTFOUND);
+	ck_assert_ptr_null(a);
+	scratch_store_close(store);
+}
+END_TEST
+
+static void *read_and_exit(void *arg)
+{
+	scratch_handle h = *(scratch_handle *)arg;
+	scratch_reader *r;
+
+	require(scratch_read(store, h, &r) == 0);
+	require(scratch_reader_close(r) == 0);
+	return NULL;
+}
+
+/* The reader a thread keeps goes with the thread (under ASan, a leak
+ * otherwise). */
+START_TEST(test_threads_leave_no_reader)
+{
+	scratch_handle h;
+	pthread_t t;
+
+	ck_assert_int_eq(scratch_memory_new(&store), 0);
+	ck_assert_int_eq(scratch_put(store, digits, 10, &h), 0);
+	for (int i = 0; i < 50; i++) {
+		ck_assert_int_eq(pthread_create(&t, NULL, read_and_exit, &h), 0);
+		pthread_join(t, NULL);
+	}
+	scratch_store_close(store);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("reader");
@@ -127,6 +191,10 @@ int main(void)
 	tcase_add_test(tc, test_seek_rejects);
 	tcase_add_test(tc, test_data_view);
 	tcase_add_test(tc, test_null_reader);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("reuse");
+	tcase_add_test(tc, test_reopen_starts_afresh);
+	tcase_add_test(tc, test_threads_leave_no_reader);
 	suite_add_tcase(s, tc);
 
 	return run_suite(s);
