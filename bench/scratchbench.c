@@ -34,13 +34,16 @@
  *   read   A live set of N = min(--live, --set-bytes / size) blobs is put
  *          and flushed once, untimed, split between the threads.  An op opens
  *          a reader on one blob, reads it whole into a buffer and closes it;
- *          a rep makes passes over the thread's blobs until --ms has passed.
+ *          a rep makes passes over the thread's blobs (--shared: thread 0's)
+ *          until --ms has passed.
  *   view   The same, but an op touches one word of every cache line of the
  *          reader's zero-copy view (scratch_reader_data) instead of copying.
  *   remove Each rep first puts N blobs (untimed), then removes them all.
  *   mixed  The live set of N blobs is kept at that size: an op puts a blob,
- *          reads it back whole (open, read, close) and removes the thread's
- *          oldest blob.  memcpy: two copies, into and out of warm memory.
+ *          reads it back whole (open, read, close), makes --reads - 1 more
+ *          such reads of the thread's live blobs drawn at random, and
+ *          removes the thread's oldest blob.  memcpy: a copy into warm
+ *          memory and --reads copies out of it.
  *   loki   One 128 MiB blob and a 4 KiB metadata blob are put and flushed,
  *          untimed.  An op (a cycle) is scratch_read + scratch_reader_seek to
  *          a random offset + read 64 KiB + scratch_reader_close; a rep is
@@ -55,6 +58,10 @@
  *   bytes      blob size (loki: 65536, the bytes a cycle reads)
  *   threads    threads running the workload at once
  *   live       blobs in the live set, all threads together (0: no live set)
+ *   reads      mixed: reads per op (--reads); other workloads: 0
+ *   shared     read, view: 1 if the threads read the same blobs (--shared);
+ *              else 0.  reads and shared: JSON and CSV only (the CSV's last
+ *              columns)
  *   ops_per_s  median, over --reps timed reps after one untimed warm-up, of
  *              ops per second of the timed region, all threads together
  *   mb_per_s   ops_per_s x bytes, MB = 10^6 bytes
@@ -76,6 +83,10 @@
  *   --sizes 64,4k,1M   blob sizes, k/M/G = powers of 1024 (default 64,4k,1M)
  *   --threads 1,2      thread counts (default 1,2; at most 8)
  *   --live 1k,10M      live-set sizes, k/M = powers of 1000 (default 1k)
+ *   --reads R          mixed: reads per put and remove, 0 to 1000 (default 1)
+ *   --shared           read, view: every thread reads thread 0's blobs, so
+ *                      threads read the same blobs at once (default: each
+ *                      its own)
  *   --workloads put,read,view,remove,mixed,loki    (default all)
  *   --targets memory,store-uring,store-pwrite,map,...  stores and baselines
  *                      to run (default all; at least one store)
@@ -168,6 +179,8 @@ struct config {
 	size_t live[8];
 	unsigned nlive;
 	size_t put_bytes, set_bytes, cycles;
+	unsigned reads; /* mixed: per op */
+	bool shared;    /* read, view: every thread reads thread 0's blobs */
 	bool latency;
 	enum output out;
 	const char *dir;
@@ -374,12 +387,14 @@ static int keep_blob(struct bench *b, enum workload w, unsigned id, uint64_t n, 
 	}
 }
 
-/* Reads a kept blob whole into the thread's buffer and checks its ends. */
-static int read_blob(struct bench *b, enum workload w, unsigned id, uint64_t n, uint64_t key)
+/* Reads blob n of thread owner's whole into thread id's buffer and checks
+ * its ends. */
+static int read_blob(struct bench *b, enum workload w, unsigned id, unsigned owner, uint64_t n,
+		     uint64_t key)
 {
 	struct target_run *run = b->run;
 	unsigned char *buf = b->buf[id];
-	const unsigned char *blob = b->blob[id];
+	const unsigned char *blob = b->blob[owner];
 	uint64_t sum = 0;
 	ssize_t got;
 
@@ -388,10 +403,10 @@ static int read_blob(struct bench *b, enum workload w, unsigned id, uint64_t n, 
 		got = baseline_read(run->map, key, buf, b->size);
 		break;
 	case T_FILES:
-		got = baseline_file_read(&b->files, file_id(w, id, n), 0, buf, b->size);
+		got = baseline_file_read(&b->files, file_id(w, owner, n), 0, buf, b->size);
 		break;
 	case T_MEMCPY:
-		memcpy(buf, run->src[id] + (w == W_MIXED ? 0 : n * b->size), b->size);
+		memcpy(buf, run->src[owner] + (w == W_MIXED ? 0 : n * b->size), b->size);
 		__asm__ volatile("" : : "r"(buf) : "memory");
 		got = (ssize_t)b->size;
 		break;
@@ -487,18 +502,22 @@ static int put_loop(struct bench *b, unsigned id)
 	return err ? fail(b, "put", err) : 0;
 }
 
-/* read, view: passes over the thread's blobs until the time is up. */
+/* read, view: passes over the thread's blobs (--shared: thread 0's) until
+ * the time is up. */
 static int read_loop(struct bench *b, unsigned id)
 {
 	struct target_run *run = b->run;
+	unsigned owner = b->cfg->shared ? 0 : id;
+	const uint64_t *keys = run->handles[owner];
 	uint64_t t0, *lat = op_samples(b, id, &t0);
-	size_t n = 0, nlat = 0;
+	size_t n = 0, nlat = 0, j = 0, count = run->count[owner];
 	int err;
 
 	do {
-		for (size_t j = 0; j < run->count[id]; j++, n++) {
-			if ((err = read_blob(b, b->w, id, j, run->handles[id][j])))
+		for (unsigned k = 0; k < 16; k++, n++) {
+			if ((err = read_blob(b, b->w, id, owner, j, keys[j])))
 				return fail(b, workload_names[b->w], err);
+			j = j + 1 == count ? 0 : j + 1;
 			if (!sample(b, lat, &nlat, &t0))
 				goto out;
 		}
@@ -525,12 +544,14 @@ static int remove_loop(struct bench *b, unsigned id)
 	return loop_done(b, id, n, nlat);
 }
 
-/* mixed: each op puts a blob, reads it back whole and removes the oldest
- * of the thread's ring of live blobs, which stays at its size. */
+/* mixed: each op puts a blob, reads it back whole, reads --reads - 1 live
+ * blobs drawn at random and removes the oldest of the thread's ring of live
+ * blobs, which stays at its size. */
 static int mixed_loop(struct bench *b, unsigned id)
 {
 	struct target_run *run = b->run;
 	uint64_t t0, *lat = op_samples(b, id, &t0), *ring = run->handles[id];
+	uint64_t rng = 0x9e3779b97f4a7c15ull * (id + 1);
 	size_t n = 0, nlat = 0, live = run->count[id];
 	int err = 0;
 
@@ -539,9 +560,17 @@ static int mixed_loop(struct bench *b, unsigned id)
 			uint64_t key = 0, fid = run->next_id[id];
 			size_t slot = fid % live; /* where blob fid - live is */
 
-			if ((err = keep_blob(b, W_MIXED, id, fid, &key)) ||
-			    (err = read_blob(b, W_MIXED, id, fid, key)) ||
-			    (err = drop_blob(b, W_MIXED, id, fid - live, ring[slot])))
+			if ((err = keep_blob(b, W_MIXED, id, fid, &key)))
+				return fail(b, "mixed", err);
+			for (unsigned r = 0; r < b->cfg->reads && !err; r++) {
+				/* Ring slot j holds blob fid - live + (j - slot) % live. */
+				size_t j = (size_t)(xorshift(&rng) % live);
+
+				err = r == 0 ? read_blob(b, W_MIXED, id, id, fid, key)
+					     : read_blob(b, W_MIXED, id, id, fid - live + (j + live - slot) % live,
+							 ring[j]);
+			}
+			if (err || (err = drop_blob(b, W_MIXED, id, fid - live, ring[slot])))
 				return fail(b, "mixed", err);
 			ring[slot] = key;
 			run->next_id[id] = fid + 1;
@@ -869,12 +898,14 @@ static void print_line(const struct bench *b, struct target_run *t, struct targe
 	double p999 = t->nsampled ? bench_median(t->p999, t->nsampled) : -1;
 	const char *w = workload_names[b->w], *tn = target_names[t->target], *bn = target_names[base->target];
 	size_t live = LIVE_WORKLOADS & BIT(b->w) ? b->per_thread * b->threads : 0;
+	unsigned reads = b->w == W_MIXED ? cfg->reads : 0;
+	int shared = (b->w == W_READ || b->w == W_VIEW) && cfg->shared;
 
 	if (cfg->out == OUT_JSON) {
 		printf("{\"workload\":\"%s\",\"target\":\"%s\",\"baseline\":\"%s\",\"bytes\":%zu,"
-		       "\"threads\":%u,\"live\":%zu,\"ops_per_s\":%.1f,\"mb_per_s\":%.3f,\"ratio\":%.4f,"
-		       "\"baseline_ops_per_s\":%.1f,\"baseline_mb_per_s\":%.3f,\"reps\":%u",
-		       w, tn, bn, b->size, b->threads, live, ops, mb, ratio, bops, bmb, cfg->reps);
+		       "\"threads\":%u,\"live\":%zu,\"reads\":%u,\"shared\":%d,\"ops_per_s\":%.1f,\"mb_per_s\":%.3f,"
+		       "\"ratio\":%.4f,\"baseline_ops_per_s\":%.1f,\"baseline_mb_per_s\":%.3f,\"reps\":%u",
+		       w, tn, bn, b->size, b->threads, live, reads, shared, ops, mb, ratio, bops, bmb, cfg->reps);
 		if (p50 >= 0)
 			printf(",\"p50_ns\":%.0f,\"p99_ns\":%.0f,\"p999_ns\":%.0f", p50, p99, p999);
 		printf("}\n");
@@ -882,9 +913,9 @@ static void print_line(const struct bench *b, struct target_run *t, struct targe
 		printf("%s,%s,%s,%zu,%u,%zu,%.1f,%.3f,%.4f,%.1f,%.3f,%u,", w, tn, bn, b->size, b->threads, live,
 		       ops, mb, ratio, bops, bmb, cfg->reps);
 		if (p50 >= 0)
-			printf("%.0f,%.0f,%.0f\n", p50, p99, p999);
+			printf("%.0f,%.0f,%.0f,%u,%d\n", p50, p99, p999, reads, shared);
 		else
-			printf(",,\n");
+			printf(",,,%u,%d\n", reads, shared);
 	} else {
 		char l50[24] = "-", l99[24] = "-", l999[24] = "-";
 
@@ -1004,8 +1035,8 @@ static void usage(const char *argv0)
 	fprintf(stderr,
 		"usage: %s [--quick] [--sizes 64,4k,1M] [--threads 1,2] [--live 1k,10M]\n"
 		"       [--workloads put,read,view,remove,mixed,loki] [--targets memory,store-uring,...]\n"
-		"       [--reps R] [--ms MS] [--put-bytes B] [--set-bytes B] [--cycles N] [--dir DIR]\n"
-		"       [--no-latency] [--json | --csv]\n"
+		"       [--reps R] [--ms MS] [--put-bytes B] [--set-bytes B] [--cycles N] [--reads R]\n"
+		"       [--shared] [--dir DIR] [--no-latency] [--json | --csv]\n"
 		"sizes and bytes take k/M/G (powers of 1024), counts k/M (powers of 1000);\n"
 		"what each figure means: the comment at the top of bench/scratchbench.c\n",
 		argv0);
@@ -1054,6 +1085,8 @@ static void parse_args(int argc, char **argv, struct config *cfg)
 			continue;
 		else if (!strcmp(a, "--no-latency"))
 			cfg->latency = false;
+		else if (!strcmp(a, "--shared"))
+			cfg->shared = true;
 		else if (!strcmp(a, "--json"))
 			cfg->out = OUT_JSON;
 		else if (!strcmp(a, "--csv"))
@@ -1080,6 +1113,8 @@ static void parse_args(int argc, char **argv, struct config *cfg)
 			cfg->set_bytes = parse_one(next, true);
 		else if (!strcmp(a, "--cycles"))
 			cfg->cycles = parse_one(next, false);
+		else if (!strcmp(a, "--reads"))
+			cfg->reads = (unsigned)strtoul(next, NULL, 10);
 		else if (!strcmp(a, "--dir"))
 			cfg->dir = next;
 		else
@@ -1094,7 +1129,7 @@ static void parse_args(int argc, char **argv, struct config *cfg)
 	/* Naming only baselines would leave nothing to compare. */
 	if (!cfg->nsizes || !cfg->nthreads || !cfg->nlive || !cfg->workloads || !cfg->reps ||
 	    cfg->reps > BENCH_MAX_REPS || !(cfg->seconds > 0) || !cfg->put_bytes || !cfg->set_bytes ||
-	    !cfg->cycles || !(cfg->targets & STORE_TARGETS))
+	    !cfg->cycles || cfg->reads > 1000 || !(cfg->targets & STORE_TARGETS))
 		usage(argv[0]);
 }
 
@@ -1144,8 +1179,10 @@ static void print_header(const struct config *cfg)
 	note(cfg, "put: puts until the time or %zu MiB budget, then flush; read: open + read all + close;",
 	     cfg->put_bytes >> 20);
 	note(cfg, "view: open + touch the zero-copy view + close; remove: remove the live set;");
-	note(cfg, "mixed: put + read it back + remove the oldest live blob; live sets capped at %zu MiB;",
-	     cfg->set_bytes >> 20);
+	note(cfg, "mixed: put + %u read(s) (the new blob, then random live ones) + remove the oldest live blob;",
+	     cfg->reads);
+	note(cfg, "live sets capped at %zu MiB;%s", cfg->set_bytes >> 20,
+	     cfg->shared ? " read, view: every thread reads thread 0's blobs (--shared);" : "");
 	note(cfg, "loki: read + seek (random) + read 64 KiB + close of a 128 MiB blob, %zu cycles",
 	     cfg->cycles);
 	note(cfg, "p50/p99/p999: per-op ns%s (clock_gettime: %.0f ns a call); ratio: target/baseline ops/s",
@@ -1160,7 +1197,7 @@ static void print_columns(const struct config *cfg)
 		       "ratio");
 	else if (cfg->out == OUT_CSV)
 		printf("workload,target,baseline,bytes,threads,live,ops_per_s,mb_per_s,ratio,baseline_ops_per_s,"
-		       "baseline_mb_per_s,reps,p50_ns,p99_ns,p999_ns\n");
+		       "baseline_mb_per_s,reps,p50_ns,p99_ns,p999_ns,reads,shared\n");
 	fflush(stdout);
 }
 
@@ -1170,7 +1207,7 @@ int main(int argc, char **argv)
 		.sizes = { 64, 4096, 1 << 20 }, .nsizes = 3, .threads = { 1, 2 }, .nthreads = 2,
 		.live = { 1000 }, .nlive = 1, .workloads = (1u << NWORKLOADS) - 1,
 		.targets = (1u << NTARGETS) - 1, .reps = 5, .seconds = 0.3, .put_bytes = (size_t)512 << 20,
-		.set_bytes = (size_t)1 << 30, .cycles = 20000, .latency = true, .out = OUT_TABLE,
+		.set_bytes = (size_t)1 << 30, .cycles = 20000, .reads = 1, .latency = true, .out = OUT_TABLE,
 	};
 	/* A second SIGINT/SIGTERM/SIGHUP kills at once; SIGPIPE never does. */
 	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESETHAND };
