@@ -4,7 +4,8 @@
  * Blobs live in segment files (segment.c has the layout, the ownership
  * locks and the start-up cleanup); the streaming writer is in fs_writer.c,
  * what the two share in filesystem.h.  A put takes one of a few lanes (the
- * thread's own if it is free, else any free one), and by size:
+ * thread's own if it is free, else any free one; see fs_lane_lock), and by
+ * size:
  * - empty blobs need no storage at all;
  * - small blobs (up to STAGE_MAX_URING, or STAGE_MAX on the pwrite path)
  *   are copied into the lane's staging buffer, packed from the front of
@@ -107,13 +108,44 @@ struct wio *fs_lane_io(struct fs_store *fs, struct lane *l)
 	return &l->io;
 }
 
+/* Each thread has a lane of its own (my_lane, numbered in the first store
+ * it puts into), and a second one half the lanes away.  A thread that
+ * fills buffers alone turns to its other lane after each full buffer and
+ * lets each write have a kernel worker of its own (wio_start's spread), so
+ * its consecutive buffers, in two files, are written at once.  scratchbench
+ * put 1 MiB, 1 thread, alternating builds, four rounds: 0.78-0.84x seq-pwrite
+ * before, 0.91-0.95x after.  With other threads putting there is no idle
+ * CPU for the second worker, and the extra workers cost 2 threads 10%, so
+ * "alone" means that no other thread sent a buffer for LONE_NS. */
+static _Thread_local unsigned my_lane = ~0u, my_turn;
+
+/* Did no other thread send a buffer to disk lately?  Each lane records
+ * who sent its last buffer and when; a look at every lane, once per buffer
+ * sent, tells. */
+static bool lone_writer(struct fs_store *fs, struct lane *l)
+{
+	uint64_t now = now_ns();
+	bool alone = true;
+
+	for (unsigned i = 0; i < NLANES; i++) {
+		const struct lane *o = &fs->lanes[i];
+
+		if (atomic_load_explicit(&o->sent_by, memory_order_relaxed) != my_lane &&
+		    atomic_load_explicit(&o->sent_at, memory_order_relaxed) + LONE_NS > now)
+			alone = false;
+	}
+	atomic_store_explicit(&l->sent_at, now, memory_order_relaxed);
+	atomic_store_explicit(&l->sent_by, my_lane, memory_order_relaxed);
+	return alone;
+}
+
 /* Locks the thread's lane if free, else any free one, else waits for its own. */
 struct lane *fs_lane_lock(struct fs_store *fs)
 {
-	static _Thread_local unsigned mine = ~0u;
+	if (my_lane == ~0u)
+		my_lane = atomic_fetch_add_explicit(&fs->next_lane, 1, memory_order_relaxed);
+	unsigned mine = my_lane + my_turn * (NLANES / 2);
 
-	if (mine == ~0u)
-		mine = atomic_fetch_add_explicit(&fs->next_lane, 1, memory_order_relaxed);
 	for (unsigned i = 0; i < NLANES; i++) {
 		struct lane *l = &fs->lanes[(mine + i) % NLANES];
 
@@ -199,8 +231,9 @@ static void stage_finish(struct fs_store *fs, struct lane *l)
 	segment_put(f.seg);
 }
 
-/* Sends the filling buffer to disk in the background. */
-static void stage_start(struct fs_store *fs, struct lane *l)
+/* Sends the filling buffer to disk in the background (spread: see
+ * wio_start). */
+static void stage_start(struct fs_store *fs, struct lane *l, bool spread)
 {
 	struct wio *io;
 	struct stage *f;
@@ -216,7 +249,7 @@ static void stage_start(struct fs_store *fs, struct lane *l)
 	f = flight(l, nflights(l));
 	*f = l->fill;
 	l->fill = (struct stage){ .buf = l->nspare ? l->spare[--l->nspare] : NULL };
-	(void)wio_start(io, f->seg->fd, f->buf, f->len, f->start); /* queues it: not full */
+	(void)wio_start(io, f->seg->fd, f->buf, f->len, f->start, spread); /* not full: queued */
 	/* pwrite wrote it already, and wrote older ones if the ring failed. */
 	while (!io->uring && nflights(l))
 		stage_finish(fs, l);
@@ -233,7 +266,7 @@ static void stage_drain(struct fs_store *fs, struct lane *l)
 static void lane_seal(struct fs_store *fs, struct lane *l)
 {
 	if (l->fill.seg == l->seg)
-		stage_start(fs, l); /* nothing if nothing is filling */
+		stage_start(fs, l, false); /* nothing if nothing is filling */
 	if (l->seg)
 		segment_put(l->seg);
 	l->seg = NULL;
@@ -284,7 +317,7 @@ static int put_staged(struct fs_store *fs, struct lane *l, const struct iovec *i
 			return err;
 		if (!f->seg || (f->seg == l->seg && f->len + n <= STAGE_SIZE))
 			break;
-		stage_start(fs, l);
+		stage_start(fs, l, false);
 	}
 	if (!f->buf && !(f->buf = heap_alloc(&fs->heap, HEAP_NO_CACHE, STAGE_SIZE)))
 		return -ENOMEM;
@@ -301,8 +334,12 @@ static int put_staged(struct fs_store *fs, struct lane *l, const struct iovec *i
 	segment_get(l->seg);
 	l->front += n;
 	f->len += n;
-	if (f->len == STAGE_SIZE)
-		stage_start(fs, l);
+	if (f->len == STAGE_SIZE) {
+		bool alone = fs_lane_io(fs, l)->uring && lone_writer(fs, l);
+
+		stage_start(fs, l, alone);
+		my_turn ^= alone;
+	}
 	return 0;
 }
 
@@ -497,7 +534,7 @@ static int fs_flush(scratch_store *s)
 		struct lane *l = &fs->lanes[i];
 
 		pthread_mutex_lock(&l->lock);
-		stage_start(fs, l);
+		stage_start(fs, l, false);
 		stage_drain(fs, l);
 		pthread_mutex_unlock(&l->lock);
 	}
@@ -576,8 +613,12 @@ int scratch_filesystem_backend_new(const scratch_logger *logger, const char *pat
 	fs->base.backend = &fs_backend;
 	if (logger)
 		fs->logger = *logger;
-	for (unsigned i = 0; i < NLANES; i++)
+	for (unsigned i = 0; i < NLANES; i++) {
 		pthread_mutex_init(&fs->lanes[i].lock, NULL);
+		/* Nobody is alone in a new store until LONE_NS has passed. */
+		fs->lanes[i].sent_at = now_ns();
+		fs->lanes[i].sent_by = ~0u;
+	}
 	fs->path = strdup(path);
 	err = fs->path ? heap_open(&fs->heap) : -ENOMEM;
 	if (err)

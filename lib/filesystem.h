@@ -28,6 +28,7 @@
 #define WRITER_GROW (4ull << 20)
 #define NLANES 4
 #define RETRY_NS (5ull * 1000 * 1000)
+#define LONE_NS (100ull * 1000 * 1000) /* a thread that sent no buffer for this long is idle */
 
 #define BLOB_STAGED 1u /* entry->backing_index: may still be in a buffer */
 
@@ -53,6 +54,9 @@ struct lane {
 	struct stage flights[WIO_INFLIGHT];
 	unsigned char *spare[WIO_INFLIGHT + 1]; /* written buffers, for reuse */
 	unsigned nspare;
+	/* The last full buffer sent: CLOCK_MONOTONIC ns, and its thread's my_lane. */
+	_Atomic uint64_t sent_at;
+	_Atomic unsigned sent_by;
 } __attribute__((aligned(64)));
 
 struct fs_store {

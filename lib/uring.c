@@ -154,6 +154,10 @@ static void op_submit(struct wio *w, struct wio_op *op)
 	}
 	io_uring_prep_writev(sqe, op->fd, op->vec, (unsigned)n, op->off + op->done);
 	io_uring_sqe_set_data(sqe, op);
+	/* A forced-async write may start a worker of its own even while
+	 * another is busy (io-wq's "concurrent" work); a plain one waits. */
+	if (op->spread)
+		io_uring_sqe_set_flags(sqe, IOSQE_ASYNC);
 	do
 		err = io_uring_submit(&w->ring);
 	while (op_retry(op, err));
@@ -203,14 +207,14 @@ static int op_wait(struct wio *w, struct wio_op *op)
 
 /* Starts op; 0 while it is on the ring, else its result. */
 static int op_start(struct wio *w, struct wio_op *op, int fd, const struct iovec *iov,
-		    int iovcnt, uint64_t off)
+		    int iovcnt, uint64_t off, bool spread)
 {
 	size_t total = 0;
 
 	for (int i = 0; i < iovcnt; i++)
 		total += iov[i].iov_len;
 	*op = (struct wio_op){ .fd = fd, .iov = iov, .iovcnt = iovcnt, .off = off, .total = total,
-			       .one = op->one };
+			       .spread = spread, .one = op->one };
 	if (total == 0)
 		return 0;
 	if (!w->uring)
@@ -219,7 +223,7 @@ static int op_start(struct wio *w, struct wio_op *op, int fd, const struct iovec
 	return op->busy ? 0 : op->res;
 }
 
-int wio_start(struct wio *w, int fd, const void *buf, size_t len, uint64_t off)
+int wio_start(struct wio *w, int fd, const void *buf, size_t len, uint64_t off, bool spread)
 {
 	struct wio_op *op;
 
@@ -228,7 +232,7 @@ int wio_start(struct wio *w, int fd, const void *buf, size_t len, uint64_t off)
 	op = &w->background[(w->head + w->nbackground++) % WIO_INFLIGHT];
 	op->one.iov_base = (void *)buf;
 	op->one.iov_len = len;
-	return op_start(w, op, fd, &op->one, 1, off);
+	return op_start(w, op, fd, &op->one, 1, off, spread);
 }
 
 int wio_wait(struct wio *w)
@@ -246,7 +250,7 @@ int wio_wait(struct wio *w)
 
 int wio_writev(struct wio *w, int fd, const struct iovec *iov, int iovcnt, uint64_t off)
 {
-	int err = op_start(w, &w->foreground, fd, iov, iovcnt, off);
+	int err = op_start(w, &w->foreground, fd, iov, iovcnt, off, false);
 
 	return err ? err : op_wait(w, &w->foreground);
 }

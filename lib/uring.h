@@ -38,6 +38,7 @@ struct wio_op {
 	unsigned retries;
 	int res;             /* 0 or -errno once finished */
 	bool busy;           /* submitted, not yet finished */
+	bool spread;         /* io_uring: IOSQE_ASYNC (see wio_start) */
 	struct iovec one;    /* iov storage of a single-buffer write */
 	struct iovec vec[WIO_MAX_IOV]; /* what is in flight */
 };
@@ -66,8 +67,14 @@ void wio_fini(struct wio *w);
 /* Starts writing buf[0..len) at off in the background; the bytes must stay
  * put until wio_wait() returns its result.  At most WIO_INFLIGHT may be
  * started and not yet waited for (-EBUSY).  On the pwrite path the write
- * happens now.  0, or the write's -errno if it already failed. */
-int wio_start(struct wio *w, int fd, const void *buf, size_t len, uint64_t off);
+ * happens now.  0, or the write's -errno if it already failed.
+ *
+ * spread: let io_uring start another kernel worker for this write if its
+ * workers are busy.  io-wq runs the buffered writes one thread submits
+ * with one worker as long as it is busy, whatever file they go to; a lone
+ * writer whose buffers alternate between two files gets them written two
+ * at a time.  Where every CPU is already busy, the extra workers only cost. */
+int wio_start(struct wio *w, int fd, const void *buf, size_t len, uint64_t off, bool spread);
 
 /* Waits for the oldest background write: 0 once every byte is written, or
  * -errno (-ENOSPC, -EIO, ...).  0 if none is in flight. */

@@ -78,7 +78,7 @@ static void write_both(bool uring, int (*fault)(int, int))
 		iov[i] = (struct iovec){ fg + i * (3 * MIB / 100), 3 * MIB / 100 };
 	calls = 0;
 	wio_fault = fault;
-	ck_assert_int_eq(wio_start(&w, fd, bg, MIB, 0), 0);
+	ck_assert_int_eq(wio_start(&w, fd, bg, MIB, 0, false), 0);
 	ck_assert_int_eq(wio_writev(&w, fd, iov, 100, MIB), 0);
 	ck_assert_int_eq(wio_wait(&w), 0);
 	ck_assert_int_eq(wio_wait(&w), 0); /* nothing in flight */
@@ -118,7 +118,7 @@ START_TEST(test_errors_reported)
 
 	(void)wio_init(&w, _i);
 	wio_fault = fault_fail;
-	ck_assert_int_eq(wio_start(&w, fd, buf, sizeof(buf), 0), w.uring ? 0 : -EIO);
+	ck_assert_int_eq(wio_start(&w, fd, buf, sizeof(buf), 0, false), w.uring ? 0 : -EIO);
 	ck_assert_int_eq(wio_wait(&w), -EIO);
 	ck_assert_int_eq(wio_writev(&w, fd, &iov, 1, 0), -EIO);
 	wio_fault = NULL;
@@ -135,7 +135,7 @@ START_TEST(test_bad_fd)
 	unsigned char buf[16] = { 0 };
 
 	(void)wio_init(&w, _i);
-	ck_assert_int_eq(wio_start(&w, 12345, buf, sizeof(buf), 0), w.uring ? 0 : -EBADF);
+	ck_assert_int_eq(wio_start(&w, 12345, buf, sizeof(buf), 0, false), w.uring ? 0 : -EBADF);
 	ck_assert_int_eq(wio_wait(&w), -EBADF);
 	wio_fini(&w);
 }
@@ -157,11 +157,11 @@ START_TEST(test_ring_failure)
 		free(buf);
 		return;
 	}
-	ck_assert_int_eq(wio_start(&w, fd, buf, MIB, 0), -EIO);
+	ck_assert_int_eq(wio_start(&w, fd, buf, MIB, 0, false), -EIO);
 	ck_assert(!w.uring);
 	ck_assert_int_eq(wio_wait(&w), -EIO);
 	ck_assert_int_eq(wio_writev(&w, fd, &iov, 1, MIB), 0);
-	ck_assert_int_eq(wio_start(&w, fd, buf, MIB, 0), 0);
+	ck_assert_int_eq(wio_start(&w, fd, buf, MIB, 0, false), 0);
 	ck_assert_int_eq(wio_wait(&w), 0);
 	expect_file(fd, 0, buf, MIB);
 	expect_file(fd, MIB, buf, MIB);
