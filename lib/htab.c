@@ -92,14 +92,18 @@ static inline uint64_t handle_seq(uint64_t h)
  * keeps one blob in every 2^k still spreads them over the whole array.  A
  * run is 1/64 of the array, at most 64 slots: long runs in a small array
  * would overlap and probe far.
+ *
+ * The home depends on the sequence's low 32 bits only, the tag its slot
+ * word keeps, so a rebuild moves slots without reading their entries (in a
+ * table of millions, each such read is a cache miss).
  */
 #define RUN_BITS_MAX 6
 
-static inline uint32_t slot_home(const struct htab_slots *s, uint64_t seq)
+static inline uint32_t slot_home(const struct htab_slots *s, uint32_t tag)
 {
-	uint64_t start = ((seq >> s->run_bits) * 0x9e3779b97f4a7c15ull) >> (64 - s->bits);
+	uint64_t start = ((uint64_t)(tag >> s->run_bits) * 0x9e3779b97f4a7c15ull) >> (64 - s->bits);
 
-	return (uint32_t)(start + (seq & ((1u << s->run_bits) - 1))) & s->mask;
+	return (uint32_t)(start + (tag & ((1u << s->run_bits) - 1))) & s->mask;
 }
 
 static inline uint64_t slot_word(uint64_t seq, uint32_t index)
@@ -223,9 +227,9 @@ static struct htab_slots *slots_new(unsigned bits)
 	return s;
 }
 
-static void slots_insert(struct htab_slots *s, uint64_t seq, uint64_t word, uint32_t *ntombs)
+static void slots_insert(struct htab_slots *s, uint64_t word, uint32_t *ntombs)
 {
-	uint32_t i = slot_home(s, seq);
+	uint32_t i = slot_home(s, (uint32_t)(word >> 32));
 
 	for (;; i = (i + 1) & s->mask) {
 		uint64_t old = atomic_load_explicit(&s->slot[i], memory_order_relaxed);
@@ -259,11 +263,8 @@ static int shard_rebuild(struct htab_shard *sh, uint32_t live)
 	for (uint32_t i = 0; i <= old->mask; i++) {
 		uint64_t word = atomic_load_explicit(&old->slot[i], memory_order_relaxed);
 
-		if (word != SLOT_EMPTY && word != SLOT_TOMB) {
-			uint64_t h = atomic_load_explicit(&entry_at(sh, (uint32_t)word - 1)->handle,
-							  memory_order_relaxed);
-			slots_insert(s, handle_seq(h), word, &no_tombs);
-		}
+		if (word != SLOT_EMPTY && word != SLOT_TOMB)
+			slots_insert(s, word, &no_tombs);
 	}
 	/* seq_cst, the publication side of grace.h's rule (and a release:
 	 * the copied slots are visible before the array is). */
@@ -538,7 +539,7 @@ void htab_publish(struct htab *t, struct htab_entry *e)
 	/* Release: a stale reader whose CAS sees LINKED also sees the new
 	 * handle and blob (the slot store below publishes them to new readers). */
 	atomic_store_explicit(&e->refs, HTAB_LINKED | 1u, memory_order_release);
-	slots_insert(s, handle_seq(h), slot_word(handle_seq(h), e->index), &sh->ntombs);
+	slots_insert(s, slot_word(handle_seq(h), e->index), &sh->ntombs);
 	sh->nlive++;
 	atomic_store_explicit(&sh->live, sh->nlive, memory_order_relaxed);
 	atomic_store_explicit(&sh->bytes, atomic_load_explicit(&sh->bytes, memory_order_relaxed) + e->size,
@@ -647,7 +648,7 @@ int htab_lookup(struct htab *t, uint64_t handle, struct htab_entry **out, void *
 	 * it also acquires, pairing with shard_rebuild's publication. */
 	struct htab_slots *s = atomic_load_explicit(&sh->slots, memory_order_seq_cst);
 
-	for (uint32_t i = slot_home(s, seq);; i = (i + 1) & s->mask) {
+	for (uint32_t i = slot_home(s, (uint32_t)seq);; i = (i + 1) & s->mask) {
 		/* Acquire: pairs with slots_insert's release. */
 		uint64_t word = atomic_load_explicit(&s->slot[i], memory_order_acquire);
 
@@ -748,7 +749,7 @@ int htab_remove(struct htab *t, uint64_t handle)
 	shard_lock(sh);
 	struct htab_slots *s = atomic_load_explicit(&sh->slots, memory_order_relaxed);
 
-	for (uint32_t i = slot_home(s, seq);; i = (i + 1) & s->mask) {
+	for (uint32_t i = slot_home(s, (uint32_t)seq);; i = (i + 1) & s->mask) {
 		uint64_t word = atomic_load_explicit(&s->slot[i], memory_order_relaxed);
 
 		if (word == SLOT_EMPTY)
