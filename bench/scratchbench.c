@@ -552,16 +552,19 @@ static int mixed_loop(struct bench *b, unsigned id)
 	struct target_run *run = b->run;
 	uint64_t t0, *lat = op_samples(b, id, &t0), *ring = run->handles[id];
 	uint64_t rng = 0x9e3779b97f4a7c15ull * (id + 1);
+	/* A local copy: next_id[] is one line for all threads, and a store to
+	 * it on every op made 2 threads' ops cross between cores. */
+	uint64_t next = run->next_id[id];
 	size_t n = 0, nlat = 0, live = run->count[id];
 	int err = 0;
 
 	do {
 		for (unsigned k = 0; k < 16; k++, n++) {
-			uint64_t key = 0, fid = run->next_id[id];
+			uint64_t key = 0, fid = next;
 			size_t slot = fid % live; /* where blob fid - live is */
 
 			if ((err = keep_blob(b, W_MIXED, id, fid, &key)))
-				return fail(b, "mixed", err);
+				goto out;
 			for (unsigned r = 0; r < b->cfg->reads && !err; r++) {
 				/* Ring slot j holds blob fid - live + (j - slot) % live. */
 				size_t j = (size_t)(xorshift(&rng) % live);
@@ -571,15 +574,16 @@ static int mixed_loop(struct bench *b, unsigned id)
 							 ring[j]);
 			}
 			if (err || (err = drop_blob(b, W_MIXED, id, fid - live, ring[slot])))
-				return fail(b, "mixed", err);
+				goto out; /* the new blob is not in the ring: cleanup misses it */
 			ring[slot] = key;
-			run->next_id[id] = fid + 1;
+			next = fid + 1;
 			if (!sample(b, lat, &nlat, &t0))
 				goto out;
 		}
 	} while (!rep_over(b));
 out:
-	return loop_done(b, id, n, nlat);
+	run->next_id[id] = next;
+	return err ? fail(b, "mixed", err) : loop_done(b, id, n, nlat);
 }
 
 static int loki_loop(struct bench *b, unsigned id)
