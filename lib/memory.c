@@ -9,20 +9,28 @@
  *   htab_publish, under its shard's lock, with that shard's cache; the
  *   release callback frees it under the same lock into the same cache;
  * - larger blobs (over CACHE_MAX) are allocated and copied before the shard
- *   is locked, with no cache, so a long copy never holds a shard.
+ *   is locked, with no cache, so a long copy never holds a shard;
+ * - blobs of STREAM_MIN or more, once the store's blobs of that size hold
+ *   STREAM_LIVE_MIN bytes, are copied with streaming stores (copy_stream).
  */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "backend.h"
 
 #define CACHE_MAX (16u * 1024) /* larger blobs bypass the shard caches */
+#define STREAM_MIN (1u << 20)
+#define STREAM_LIVE_MIN (64ull << 20)
 
 struct memory_store {
 	scratch_store base;
 	struct heap heap;
+	_Atomic uint64_t big_bytes; /* held by blobs of STREAM_MIN or more */
 };
 
 struct memory_writer {
@@ -40,6 +48,74 @@ static uint64_t memory_heap_bytes(scratch_store *s)
 	return heap_bytes(&to_memory(s)->heap);
 }
 
+/*
+ * Copies with streaming stores: each line goes to memory without first
+ * being read into the cache, as an ordinary store's does.  A blob of
+ * STREAM_MIN or more does not fit a core's cache, and once the store holds
+ * more such bytes than the last-level cache can (STREAM_LIVE_MIN), a new
+ * one is mostly gone from it before it is read back, so the read that an
+ * ordinary copy makes of every destination line is wasted memory traffic.
+ * scratchbench put 1 MiB, 1 thread: 5.8-6.7k puts/s with memcpy, 12.3-
+ * 13.8k with this (the map baseline: 5.8-7.3k); put+read+remove with 1 GiB
+ * live: unchanged.  With 16 MiB live, the blobs stay in the last-level
+ * cache and this was 25% slower: hence STREAM_LIVE_MIN.
+ */
+static void copy_stream(unsigned char *dst, const unsigned char *src, size_t n)
+{
+#if defined(__SSE2__)
+	size_t head = (16 - ((uintptr_t)dst & 15)) & 15;
+
+	memcpy(dst, src, head); /* n >= STREAM_MIN: head < 16 fits */
+	dst += head;
+	src += head;
+	n -= head;
+	for (; n >= 64; n -= 64, dst += 64, src += 64) {
+		__m128i a = _mm_loadu_si128((const __m128i *)src);
+		__m128i b = _mm_loadu_si128((const __m128i *)(src + 16));
+		__m128i c = _mm_loadu_si128((const __m128i *)(src + 32));
+		__m128i d = _mm_loadu_si128((const __m128i *)(src + 48));
+
+		_mm_stream_si128((__m128i *)dst, a);
+		_mm_stream_si128((__m128i *)(dst + 16), b);
+		_mm_stream_si128((__m128i *)(dst + 32), c);
+		_mm_stream_si128((__m128i *)(dst + 48), d);
+	}
+	memcpy(dst, src, n);
+	_mm_sfence(); /* streaming stores are weakly ordered: publish after */
+#else
+	memcpy(dst, src, n);
+#endif
+}
+
+/* Copies a large blob's bytes, streaming them if copy_stream says so. */
+static void copy_big(struct memory_store *m, unsigned char *dst, const struct iovec *iov,
+		     int iovcnt, size_t total)
+{
+	if (total < STREAM_MIN ||
+	    atomic_load_explicit(&m->big_bytes, memory_order_relaxed) < STREAM_LIVE_MIN) {
+		copy_iov(dst, iov, iovcnt);
+		return;
+	}
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len >= STREAM_MIN)
+			copy_stream(dst, iov[i].iov_base, iov[i].iov_len);
+		else if (iov[i].iov_len)
+			memcpy(dst, iov[i].iov_base, iov[i].iov_len);
+		dst += iov[i].iov_len;
+	}
+}
+
+/* Counts a published blob's bytes into big_bytes (in), or out. */
+static void count_big(struct memory_store *m, uint64_t size, bool in)
+{
+	if (size < STREAM_MIN)
+		return;
+	if (in)
+		atomic_fetch_add_explicit(&m->big_bytes, size, memory_order_relaxed);
+	else
+		atomic_fetch_sub_explicit(&m->big_bytes, size, memory_order_relaxed);
+}
+
 static int memory_put(scratch_store *s, const struct iovec *iov, int iovcnt, size_t total,
 		      scratch_handle *out)
 {
@@ -52,7 +128,7 @@ static int memory_put(scratch_store *s, const struct iovec *iov, int iovcnt, siz
 		data = heap_alloc(&m->heap, HEAP_NO_CACHE, total);
 		if (!data)
 			return -ENOMEM;
-		copy_iov(data, iov, iovcnt);
+		copy_big(m, data, iov, iovcnt, total);
 	}
 	err = htab_reserve(&s->table, &e);
 	if (err) {
@@ -79,6 +155,7 @@ static int memory_put(scratch_store *s, const struct iovec *iov, int iovcnt, siz
 		}
 		e->data = data;
 		e->size = total;
+		count_big(m, total, true);
 	}
 	*out = e->handle;
 	htab_publish(&s->table, e);
@@ -87,7 +164,10 @@ static int memory_put(scratch_store *s, const struct iovec *iov, int iovcnt, siz
 
 static void memory_release(void *ctx, struct htab_entry *e, unsigned shard)
 {
-	heap_free(&((struct memory_store *)ctx)->heap, (int)shard, (void *)e->data);
+	struct memory_store *m = ctx;
+
+	count_big(m, e->size, false);
+	heap_free(&m->heap, (int)shard, (void *)e->data);
 }
 
 static void memory_destroy(void *ctx)
@@ -142,6 +222,7 @@ static int memory_writer_commit(scratch_writer *base, scratch_handle *out)
 	}
 	e->data = w->buf.data;
 	e->size = w->buf.len;
+	count_big(to_memory(s), e->size, true);
 	*out = e->handle;
 	htab_publish(&s->table, e);
 	free(w);

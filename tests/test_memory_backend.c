@@ -73,6 +73,66 @@ START_TEST(test_small_and_large_round_trip)
 }
 END_TEST
 
+static void pattern(unsigned char *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (unsigned char)(i * 131 + i / 4093 + seed * 7);
+}
+
+static void expect_pattern(scratch_store *s, scratch_handle h, size_t n, unsigned seed,
+			   unsigned char *want)
+{
+	scratch_reader *r;
+
+	pattern(want, n, seed);
+	require(scratch_read(s, h, &r) == 0);
+	require(scratch_reader_size(r) == n);
+	require(memcmp(scratch_reader_data(r), want, n) == 0);
+	require(scratch_reader_close(r) == 0);
+}
+
+/* Past 64 MiB of blobs of 1 MiB or more, such blobs are copied with
+ * streaming stores (memory.c: copy_stream): 96 of them, from sources at
+ * every alignment, with odd tails, and putv parts of both kinds, all come
+ * back intact, before and after the first ones are removed. */
+START_TEST(test_large_blobs_streamed)
+{
+	enum { N = 96, BIG = 1 << 20 };
+	scratch_handle h[N], hv;
+	unsigned char *src = malloc(3 * BIG + 64), *want = malloc(3 * BIG + 64);
+	scratch_store *s;
+
+	require(src && want);
+	ck_assert_int_eq(scratch_memory_new(&s), 0);
+	for (unsigned i = 0; i < N; i++) {
+		size_t n = BIG + i * 17;
+		unsigned char *p = src + i % 16;
+
+		pattern(p, n, i);
+		require(scratch_put(s, p, n, &h[i]) == 0);
+	}
+	/* Parts of 1 MiB + 3, 5 and 2 MiB + 9 bytes: the last lands unaligned. */
+	struct iovec iov[3] = { { src + 1, BIG + 3 }, { src + BIG + 4, 5 }, { src + BIG + 9, 2 * BIG + 9 } };
+
+	pattern(src + 1, 3 * BIG + 17, N);
+	require(scratch_putv(s, iov, 3, &hv) == 0);
+	for (unsigned i = 0; i < N; i++)
+		expect_pattern(s, h[i], BIG + i * 17, i, want);
+	expect_pattern(s, hv, 3 * BIG + 17, N, want);
+	for (unsigned i = 0; i < N / 2; i++)
+		require(scratch_remove(s, h[i]) == 0);
+	for (unsigned i = 0; i < N / 2; i++) {
+		pattern(src + 3, BIG + 1, i + 1000);
+		require(scratch_put(s, src + 3, BIG + 1, &h[i]) == 0);
+	}
+	for (unsigned i = 0; i < N; i++)
+		expect_pattern(s, h[i], i < N / 2 ? BIG + 1 : BIG + i * 17, i < N / 2 ? i + 1000 : i, want);
+	scratch_store_close(s);
+	free(src);
+	free(want);
+}
+END_TEST
+
 #if SCRATCH_WITH_JEMALLOC
 static long minor_faults(void)
 {
@@ -128,6 +188,7 @@ int main(void)
 
 	tcase_add_test(tc, test_heap_follows_blobs);
 	tcase_add_test(tc, test_small_and_large_round_trip);
+	tcase_add_test(tc, test_large_blobs_streamed);
 #if SCRATCH_WITH_JEMALLOC
 	tcase_add_test(tc, test_freed_blobs_reused);
 #endif
