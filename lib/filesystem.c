@@ -120,22 +120,24 @@ struct wio *fs_lane_io(struct fs_store *fs, struct lane *l)
 static _Thread_local unsigned my_lane = ~0u, my_turn;
 
 /* Did no other thread send a buffer to disk lately?  Each lane records
- * who sent its last buffer and when; a look at every lane, once per buffer
+ * who sent its last buffer (the address of the thread's my_turn, unique
+ * among live threads) and when; a look at every lane, once per buffer
  * sent, tells. */
 static bool lone_writer(struct fs_store *fs, struct lane *l)
 {
+	uintptr_t me = (uintptr_t)&my_turn;
 	uint64_t now = now_ns();
 	bool alone = true;
 
 	for (unsigned i = 0; i < NLANES; i++) {
 		const struct lane *o = &fs->lanes[i];
 
-		if (atomic_load_explicit(&o->sent_by, memory_order_relaxed) != my_lane &&
+		if (atomic_load_explicit(&o->sent_by, memory_order_relaxed) != me &&
 		    atomic_load_explicit(&o->sent_at, memory_order_relaxed) + LONE_NS > now)
 			alone = false;
 	}
 	atomic_store_explicit(&l->sent_at, now, memory_order_relaxed);
-	atomic_store_explicit(&l->sent_by, my_lane, memory_order_relaxed);
+	atomic_store_explicit(&l->sent_by, me, memory_order_relaxed);
 	return alone;
 }
 
@@ -617,7 +619,7 @@ int scratch_filesystem_backend_new(const scratch_logger *logger, const char *pat
 		pthread_mutex_init(&fs->lanes[i].lock, NULL);
 		/* Nobody is alone in a new store until LONE_NS has passed. */
 		fs->lanes[i].sent_at = now_ns();
-		fs->lanes[i].sent_by = ~0u;
+		fs->lanes[i].sent_by = 0;
 	}
 	fs->path = strdup(path);
 	err = fs->path ? heap_open(&fs->heap) : -ENOMEM;

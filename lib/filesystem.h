@@ -54,9 +54,9 @@ struct lane {
 	struct stage flights[WIO_INFLIGHT];
 	unsigned char *spare[WIO_INFLIGHT + 1]; /* written buffers, for reuse */
 	unsigned nspare;
-	/* The last full buffer sent: CLOCK_MONOTONIC ns, and its thread's my_lane. */
+	/* The last full buffer sent: CLOCK_MONOTONIC ns, and by whom (lone_writer). */
 	_Atomic uint64_t sent_at;
-	_Atomic unsigned sent_by;
+	_Atomic uintptr_t sent_by;
 } __attribute__((aligned(64)));
 
 struct fs_store {
