@@ -110,35 +110,40 @@ struct wio *fs_lane_io(struct fs_store *fs, struct lane *l)
 
 /* Each thread has a lane of its own (my_lane, numbered in the first store
  * it puts into), and a second one half the lanes away.  A thread that
- * fills buffers alone turns to its other lane after each full buffer and
- * lets each write have a kernel worker of its own (wio_start's spread), so
- * its consecutive buffers, in two files, are written at once.  scratchbench
- * put 1 MiB, 1 thread, alternating builds, four rounds: 0.78-0.84x seq-pwrite
- * before, 0.91-0.95x after.  With other threads putting there is no idle
- * CPU for the second worker, and the extra workers cost 2 threads 10%, so
- * "alone" means that no other thread sent a buffer for LONE_NS. */
+ * writes alone turns to its other lane after each buffer it sends and lets
+ * each such write have a kernel worker of its own (wio_start's spread), so
+ * its consecutive buffers, in two files, are written at once; once it has
+ * company it goes back to its own lane.  scratchbench put 1 MiB, 1 thread,
+ * alternating builds, four rounds: 0.78-0.84x seq-pwrite before, 0.91-0.95x
+ * after.  With other threads writing there is no idle CPU for the second
+ * worker, and the extra workers cost 2 threads 10%, so "alone" means that
+ * no other thread wrote to disk (fs_lane_wrote) for LONE_NS. */
 static _Thread_local unsigned my_lane = ~0u, my_turn;
 
-/* Did no other thread send a buffer to disk lately?  Each lane records
- * who sent its last buffer (the address of the thread's my_turn, unique
- * among live threads) and when; a look at every lane, once per buffer
- * sent, tells. */
-static bool lone_writer(struct fs_store *fs, struct lane *l)
+/* Records that this thread just wrote to disk through l: who (the address
+ * of its my_turn, unique among live threads) and when.  The two are stored
+ * apart, so a reader may pair a new time with an old writer: a heuristic
+ * can afford that. */
+void fs_lane_wrote(struct lane *l)
 {
-	uintptr_t me = (uintptr_t)&my_turn;
+	atomic_store_explicit(&l->sent_at, now_ns(), memory_order_relaxed);
+	atomic_store_explicit(&l->sent_by, (uintptr_t)&my_turn, memory_order_relaxed);
+}
+
+/* Did no other thread write to disk lately?  A look at every lane, once per
+ * buffer sent, tells. */
+static bool lone_writer(struct fs_store *fs)
+{
 	uint64_t now = now_ns();
-	bool alone = true;
 
 	for (unsigned i = 0; i < NLANES; i++) {
 		const struct lane *o = &fs->lanes[i];
 
-		if (atomic_load_explicit(&o->sent_by, memory_order_relaxed) != me &&
+		if (atomic_load_explicit(&o->sent_by, memory_order_relaxed) != (uintptr_t)&my_turn &&
 		    atomic_load_explicit(&o->sent_at, memory_order_relaxed) + LONE_NS > now)
-			alone = false;
+			return false;
 	}
-	atomic_store_explicit(&l->sent_at, now, memory_order_relaxed);
-	atomic_store_explicit(&l->sent_by, me, memory_order_relaxed);
-	return alone;
+	return true;
 }
 
 /* Locks the thread's lane if free, else any free one, else waits for its own. */
@@ -252,6 +257,7 @@ static void stage_start(struct fs_store *fs, struct lane *l, bool spread)
 	*f = l->fill;
 	l->fill = (struct stage){ .buf = l->nspare ? l->spare[--l->nspare] : NULL };
 	(void)wio_start(io, f->seg->fd, f->buf, f->len, f->start, spread); /* not full: queued */
+	fs_lane_wrote(l);
 	/* pwrite wrote it already, and wrote older ones if the ring failed. */
 	while (!io->uring && nflights(l))
 		stage_finish(fs, l);
@@ -305,6 +311,16 @@ static int lane_room(struct fs_store *fs, struct lane *l, uint64_t n)
 	return 0;
 }
 
+/* Sends the filling buffer for a put: spread, and the next buffer in the
+ * thread's other lane, if the thread writes alone (see my_lane). */
+static void stage_send(struct fs_store *fs, struct lane *l)
+{
+	bool alone = fs_lane_io(fs, l)->uring && lone_writer(fs);
+
+	stage_start(fs, l, alone);
+	my_turn = alone ? my_turn ^ 1 : 0;
+}
+
 static int put_staged(struct fs_store *fs, struct lane *l, const struct iovec *iov, int iovcnt,
 		      size_t total, struct htab_entry *e)
 {
@@ -319,7 +335,7 @@ static int put_staged(struct fs_store *fs, struct lane *l, const struct iovec *i
 			return err;
 		if (!f->seg || (f->seg == l->seg && f->len + n <= STAGE_SIZE))
 			break;
-		stage_start(fs, l, false);
+		stage_send(fs, l);
 	}
 	if (!f->buf && !(f->buf = heap_alloc(&fs->heap, HEAP_NO_CACHE, STAGE_SIZE)))
 		return -ENOMEM;
@@ -336,12 +352,8 @@ static int put_staged(struct fs_store *fs, struct lane *l, const struct iovec *i
 	segment_get(l->seg);
 	l->front += n;
 	f->len += n;
-	if (f->len == STAGE_SIZE) {
-		bool alone = fs_lane_io(fs, l)->uring && lone_writer(fs, l);
-
-		stage_start(fs, l, alone);
-		my_turn ^= alone;
-	}
+	if (f->len == STAGE_SIZE)
+		stage_send(fs, l);
 	return 0;
 }
 
@@ -355,6 +367,7 @@ static int put_direct(struct fs_store *fs, struct lane *l, const struct iovec *i
 		return err;
 	l->back -= n;
 	err = wio_writev(fs_lane_io(fs, l), l->seg->fd, iov, iovcnt, l->back);
+	fs_lane_wrote(l);
 	if (err) {
 		fs_disk_failed(fs, err, "write");
 		return err;
@@ -376,6 +389,7 @@ static int put_own_file(struct fs_store *fs, const struct iovec *iov, int iovcnt
 	struct lane *l = fs_lane_lock(fs);
 
 	err = wio_writev(fs_lane_io(fs, l), seg->fd, iov, iovcnt, 0);
+	fs_lane_wrote(l);
 	pthread_mutex_unlock(&l->lock);
 	if (err) {
 		fs_disk_failed(fs, err, "write");

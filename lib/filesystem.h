@@ -28,7 +28,7 @@
 #define WRITER_GROW (4ull << 20)
 #define NLANES 4
 #define RETRY_NS (5ull * 1000 * 1000)
-#define LONE_NS (100ull * 1000 * 1000) /* a thread that sent no buffer for this long is idle */
+#define LONE_NS (100ull * 1000 * 1000) /* a thread that wrote nothing for this long is idle */
 
 #define BLOB_STAGED 1u /* entry->backing_index: may still be in a buffer */
 
@@ -54,7 +54,8 @@ struct lane {
 	struct stage flights[WIO_INFLIGHT];
 	unsigned char *spare[WIO_INFLIGHT + 1]; /* written buffers, for reuse */
 	unsigned nspare;
-	/* The last full buffer sent: CLOCK_MONOTONIC ns, and by whom (lone_writer). */
+	/* The last write through the lane: CLOCK_MONOTONIC ns, and by whom
+	 * (fs_lane_wrote). */
 	_Atomic uint64_t sent_at;
 	_Atomic uintptr_t sent_by;
 } __attribute__((aligned(64)));
@@ -96,6 +97,8 @@ int fs_new_segment(struct fs_store *fs, uint64_t need, bool own, struct segment 
 /* A lane, locked, and its write channel (made on first use). */
 struct lane *fs_lane_lock(struct fs_store *fs);
 struct wio *fs_lane_io(struct fs_store *fs, struct lane *l);
+/* Notes that this thread wrote to disk through l (for lone writers). */
+void fs_lane_wrote(struct lane *l);
 
 int fs_put(scratch_store *s, const struct iovec *iov, int iovcnt, size_t total,
 	   scratch_handle *out);

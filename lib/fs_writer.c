@@ -84,6 +84,7 @@ static int writer_spill(struct fs_store *fs, struct fs_writer *w)
 		struct lane *l = fs_lane_lock(fs);
 
 		err = wio_writev(fs_lane_io(fs, l), w->seg->fd, &iov, 1, w->on_disk);
+		fs_lane_wrote(l);
 		pthread_mutex_unlock(&l->lock);
 		if (err)
 			fs_disk_failed(fs, err, "write");

@@ -10,8 +10,9 @@
  *   release callback frees it under the same lock into the same cache;
  * - larger blobs (over CACHE_MAX) are allocated and copied before the shard
  *   is locked, with no cache, so a long copy never holds a shard;
- * - blobs of STREAM_MIN or more, once the store's blobs of that size hold
- *   STREAM_LIVE_MIN bytes, are copied with streaming stores (copy_stream).
+ * - once the store's blobs of STREAM_MIN or more hold STREAM_LIVE_MIN
+ *   bytes, the parts of STREAM_MIN or more of a new such blob (the whole
+ *   blob, for scratch_put) are copied with streaming stores (copy_stream).
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -87,7 +88,8 @@ static void copy_stream(unsigned char *dst, const unsigned char *src, size_t n)
 #endif
 }
 
-/* Copies a large blob's bytes, streaming them if copy_stream says so. */
+/* Copies a large blob's bytes: its long parts streamed once the store holds
+ * STREAM_LIVE_MIN of such blobs (copy_stream says why). */
 static void copy_big(struct memory_store *m, unsigned char *dst, const struct iovec *iov,
 		     int iovcnt, size_t total)
 {
