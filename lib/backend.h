@@ -80,6 +80,10 @@ static inline void copy_iov(unsigned char *dst, const struct iovec *iov, int iov
 	}
 }
 
+/* memory.c: copies n >= 16 bytes with streaming stores (non-temporal, on
+ * x86-64; elsewhere memcpy).  Exposed for its test. */
+void copy_stream(unsigned char *dst, const unsigned char *src, size_t n);
+
 /* reader.c */
 /* scratch_read past its checks: a reader of h, holding a reference on its
  * entry, or a copy of it if it is small.  0, SCRATCH_ENOTFOUND, -ENOMEM. */

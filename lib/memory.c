@@ -61,12 +61,12 @@ static uint64_t memory_heap_bytes(scratch_store *s)
  * live: unchanged.  With 16 MiB live, the blobs stay in the last-level
  * cache and this was 25% slower: hence STREAM_LIVE_MIN.
  */
-static void copy_stream(unsigned char *dst, const unsigned char *src, size_t n)
+void copy_stream(unsigned char *dst, const unsigned char *src, size_t n)
 {
 #if defined(__SSE2__)
 	size_t head = (16 - ((uintptr_t)dst & 15)) & 15;
 
-	memcpy(dst, src, head); /* n >= STREAM_MIN: head < 16 fits */
+	memcpy(dst, src, head); /* n >= 16: head < 16 fits */
 	dst += head;
 	src += head;
 	n -= head;

@@ -142,6 +142,36 @@ START_TEST(test_large_blobs_streamed)
 }
 END_TEST
 
+/* copy_stream itself, at every source and destination alignment and with
+ * every tail length, plus one long copy: exactly the bytes asked for. */
+START_TEST(test_copy_stream_exact)
+{
+	enum { MAX = 64 + 127, LONG = (1 << 20) + 77 };
+	unsigned char src[MAX + 16], dst[MAX + 32], want[MAX + 32];
+	unsigned char *lsrc = malloc(LONG + 16), *ldst = malloc(LONG + 16);
+
+	require(lsrc && ldst);
+	pattern(src, sizeof(src), 1);
+	for (unsigned so = 0; so < 16; so++)
+		for (unsigned d = 0; d < 16; d++)
+			for (size_t n = 16; n <= MAX; n += n < 64 ? 16 : 1) {
+				memset(dst, 0xa5, sizeof(dst));
+				memset(want, 0xa5, sizeof(want));
+				memcpy(want + 8 + d, src + so, n);
+				copy_stream(dst + 8 + d, src + so, n);
+				if (memcmp(dst, want, sizeof(dst)) != 0)
+					ck_abort_msg("src +%u, dst +%u, %zu bytes", so, d, n);
+			}
+	pattern(lsrc, LONG + 16, 2);
+	memset(ldst, 0, LONG + 16);
+	copy_stream(ldst + 3, lsrc + 5, LONG);
+	require(memcmp(ldst + 3, lsrc + 5, LONG) == 0);
+	require(ldst[0] == 0 && ldst[LONG + 3] == 0);
+	free(lsrc);
+	free(ldst);
+}
+END_TEST
+
 #if SCRATCH_WITH_JEMALLOC
 static long minor_faults(void)
 {
@@ -198,6 +228,7 @@ int main(void)
 	tcase_set_timeout(tc, 120); /* sanitizer builds copy 100 MiB slowly */
 	tcase_add_test(tc, test_heap_follows_blobs);
 	tcase_add_test(tc, test_small_and_large_round_trip);
+	tcase_add_test(tc, test_copy_stream_exact);
 	tcase_add_test(tc, test_large_blobs_streamed);
 #if SCRATCH_WITH_JEMALLOC
 	tcase_add_test(tc, test_freed_blobs_reused);
