@@ -471,9 +471,10 @@ static int loop_done(struct bench *b, unsigned id, size_t n, size_t nlat)
 	return 0;
 }
 
-static bool rep_over(struct bench *b)
+/* Is the rep over at time now? */
+static bool rep_over(struct bench *b, uint64_t now)
 {
-	return bench_now_ns() >= b->deadline_ns || interrupted ||
+	return now >= b->deadline_ns || interrupted ||
 	       atomic_load_explicit(&b->error, memory_order_relaxed);
 }
 
@@ -495,7 +496,7 @@ static int put_loop(struct bench *b, unsigned id)
 			lat[n] = t1 - t0;
 		t0 = t1;
 		n++;
-		if (t1 >= b->deadline_ns || interrupted || atomic_load_explicit(&b->error, memory_order_relaxed))
+		if (rep_over(b, t1))
 			break;
 	}
 	run->count[id] = b->ops[id] = b->nsamples[id] = n;
@@ -521,7 +522,7 @@ static int read_loop(struct bench *b, unsigned id)
 			if (!sample(b, lat, &nlat, &t0))
 				goto out;
 		}
-	} while (!rep_over(b));
+	} while (!rep_over(b, bench_now_ns()));
 out:
 	return loop_done(b, id, n, nlat);
 }
@@ -537,8 +538,7 @@ static int remove_loop(struct bench *b, unsigned id)
 	for (n = 0; n < run->count[id] && !interrupted; n++) {
 		if ((err = drop_blob(b, W_REMOVE, id, n, run->handles[id][n])))
 			return fail(b, "remove", err);
-		if (lat && nlat < b->samplecap)
-			sample(b, lat, &nlat, &t0);
+		sample(b, lat, &nlat, &t0);
 	}
 	run->count[id] = 0;
 	return loop_done(b, id, n, nlat);
@@ -556,12 +556,12 @@ static int mixed_loop(struct bench *b, unsigned id)
 	 * it on every op made 2 threads' ops cross between cores. */
 	uint64_t next = run->next_id[id];
 	size_t n = 0, nlat = 0, live = run->count[id];
+	size_t slot = next % live; /* where blob next - live is; steps with next */
 	int err = 0;
 
 	do {
 		for (unsigned k = 0; k < 16; k++, n++) {
 			uint64_t key = 0, fid = next;
-			size_t slot = fid % live; /* where blob fid - live is */
 
 			if ((err = keep_blob(b, W_MIXED, id, fid, &key)))
 				goto out;
@@ -577,10 +577,11 @@ static int mixed_loop(struct bench *b, unsigned id)
 				goto out; /* the new blob is not in the ring: cleanup misses it */
 			ring[slot] = key;
 			next = fid + 1;
+			slot = slot + 1 == live ? 0 : slot + 1;
 			if (!sample(b, lat, &nlat, &t0))
 				goto out;
 		}
-	} while (!rep_over(b));
+	} while (!rep_over(b, bench_now_ns()));
 out:
 	run->next_id[id] = next;
 	return err ? fail(b, "mixed", err) : loop_done(b, id, n, nlat);

@@ -124,10 +124,19 @@ static _Thread_local unsigned my_lane = ~0u, my_turn;
  * of its my_turn, unique among live threads) and when.  The two are stored
  * apart, so a reader may pair a new time with an old writer: a heuristic
  * can afford that. */
-void fs_lane_wrote(struct lane *l)
+static void fs_lane_wrote(struct lane *l)
 {
 	atomic_store_explicit(&l->sent_at, now_ns(), memory_order_relaxed);
 	atomic_store_explicit(&l->sent_by, (uintptr_t)&my_turn, memory_order_relaxed);
+}
+
+int fs_lane_writev(struct fs_store *fs, struct lane *l, int fd, const struct iovec *iov,
+		   int iovcnt, uint64_t off)
+{
+	int err = wio_writev(fs_lane_io(fs, l), fd, iov, iovcnt, off);
+
+	fs_lane_wrote(l);
+	return err;
 }
 
 /* Did no other thread write to disk lately?  A look at every lane, once per
@@ -366,8 +375,7 @@ static int put_direct(struct fs_store *fs, struct lane *l, const struct iovec *i
 	if (err)
 		return err;
 	l->back -= n;
-	err = wio_writev(fs_lane_io(fs, l), l->seg->fd, iov, iovcnt, l->back);
-	fs_lane_wrote(l);
+	err = fs_lane_writev(fs, l, l->seg->fd, iov, iovcnt, l->back);
 	if (err) {
 		fs_disk_failed(fs, err, "write");
 		return err;
@@ -388,8 +396,7 @@ static int put_own_file(struct fs_store *fs, const struct iovec *iov, int iovcnt
 		return err;
 	struct lane *l = fs_lane_lock(fs);
 
-	err = wio_writev(fs_lane_io(fs, l), seg->fd, iov, iovcnt, 0);
-	fs_lane_wrote(l);
+	err = fs_lane_writev(fs, l, seg->fd, iov, iovcnt, 0);
 	pthread_mutex_unlock(&l->lock);
 	if (err) {
 		fs_disk_failed(fs, err, "write");
@@ -633,7 +640,6 @@ int scratch_filesystem_backend_new(const scratch_logger *logger, const char *pat
 		pthread_mutex_init(&fs->lanes[i].lock, NULL);
 		/* Nobody is alone in a new store until LONE_NS has passed. */
 		fs->lanes[i].sent_at = now_ns();
-		fs->lanes[i].sent_by = 0;
 	}
 	fs->path = strdup(path);
 	err = fs->path ? heap_open(&fs->heap) : -ENOMEM;

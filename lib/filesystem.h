@@ -97,8 +97,10 @@ int fs_new_segment(struct fs_store *fs, uint64_t need, bool own, struct segment 
 /* A lane, locked, and its write channel (made on first use). */
 struct lane *fs_lane_lock(struct fs_store *fs);
 struct wio *fs_lane_io(struct fs_store *fs, struct lane *l);
-/* Notes that this thread wrote to disk through l (for lone writers). */
-void fs_lane_wrote(struct lane *l);
+/* Writes iov at off of fd through the locked lane l and waits (noted for
+ * lone writers: fs_lane_wrote).  0 or -errno. */
+int fs_lane_writev(struct fs_store *fs, struct lane *l, int fd, const struct iovec *iov,
+		   int iovcnt, uint64_t off);
 
 int fs_put(scratch_store *s, const struct iovec *iov, int iovcnt, size_t total,
 	   scratch_handle *out);

@@ -83,8 +83,7 @@ static int writer_spill(struct fs_store *fs, struct fs_writer *w)
 		struct iovec iov = { w->buf, w->len };
 		struct lane *l = fs_lane_lock(fs);
 
-		err = wio_writev(fs_lane_io(fs, l), w->seg->fd, &iov, 1, w->on_disk);
-		fs_lane_wrote(l);
+		err = fs_lane_writev(fs, l, w->seg->fd, &iov, 1, w->on_disk);
 		pthread_mutex_unlock(&l->lock);
 		if (err)
 			fs_disk_failed(fs, err, "write");

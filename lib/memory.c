@@ -93,13 +93,11 @@ void copy_stream(unsigned char *dst, const unsigned char *src, size_t n)
 static void copy_big(struct memory_store *m, unsigned char *dst, const struct iovec *iov,
 		     int iovcnt, size_t total)
 {
-	if (total < STREAM_MIN ||
-	    atomic_load_explicit(&m->big_bytes, memory_order_relaxed) < STREAM_LIVE_MIN) {
-		copy_iov(dst, iov, iovcnt);
-		return;
-	}
+	bool stream = total >= STREAM_MIN &&
+		      atomic_load_explicit(&m->big_bytes, memory_order_relaxed) >= STREAM_LIVE_MIN;
+
 	for (int i = 0; i < iovcnt; i++) {
-		if (iov[i].iov_len >= STREAM_MIN)
+		if (stream && iov[i].iov_len >= STREAM_MIN)
 			copy_stream(dst, iov[i].iov_base, iov[i].iov_len);
 		else if (iov[i].iov_len)
 			memcpy(dst, iov[i].iov_base, iov[i].iov_len);

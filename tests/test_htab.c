@@ -292,9 +292,9 @@ static void *stress_thread(void *arg)
 	return (void *)found;
 }
 
-/* _i: 0 plain entries, 1 small blobs (copied under their seqlock). */
-/* _i: bit 0, small blobs; bit 1, readers announce with an exchange (as
- * where membarrier is refused) instead of a plain store. */
+/* _i: bit 0, small blobs (copied under their seqlock); bit 1, readers
+ * announce with an exchange (as where membarrier is refused) instead of a
+ * plain store. */
 START_TEST(test_threads_stress)
 {
 	pthread_t t[STRESS_THREADS];
