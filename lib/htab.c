@@ -48,6 +48,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
@@ -67,6 +68,7 @@
 #define POOL_MAX 0xfffffff0u
 
 _Static_assert(sizeof(struct htab_entry) == 64, "an entry is one cache line (entry_shift)");
+_Static_assert(offsetof(struct htab_shard, chunks) == 64, "a shard's hot fields fill its first line");
 
 struct htab_slots {
 	unsigned bits, run_bits;
@@ -743,6 +745,38 @@ static void slot_unlink_locked(struct htab *t, struct htab_shard *sh, struct hta
 		entry_release_locked(t, sh, e);
 }
 
+/*
+ * Removes that come in handle order, a pipeline dropping its oldest blobs,
+ * fetch ahead what the removes to come will touch.  In a table of millions
+ * those are cache misses: the slots of handle seq + PREFETCH_SLOT, and the
+ * entry of handle seq + PREFETCH_ENTRY (both its lines: the put that reuses
+ * the entry writes its small blob line).  The hardware prefetcher does not
+ * follow a shard's entries past page boundaries, and it does not skip ahead
+ * as far as a cycle of put, read and remove needs.  Removes in any other
+ * order, or in a table that fits the cache, fetch nothing: a load of a slot
+ * that is not coming would be a miss of its own.  64 B put, read and remove
+ * of the oldest, 10M live: 9.2-10.2M to 12.2-14.3M cycles/s; 1k live
+ * unchanged.
+ */
+#define PREFETCH_MIN_BITS 13 /* 8192 slots (64 KiB) and 4096 entries a shard */
+#define PREFETCH_ENTRY 8
+#define PREFETCH_SLOT 32
+
+static void prefetch_removes(struct htab_shard *sh, const struct htab_slots *s, uint64_t seq)
+{
+	uint64_t word = atomic_load_explicit(&s->slot[slot_home(s, (uint32_t)(seq + PREFETCH_ENTRY))],
+					     memory_order_relaxed);
+
+	if (slot_matches(word, seq + PREFETCH_ENTRY)) {
+		struct htab_entry *e = entry_at(sh, (uint32_t)word - 1);
+
+		__builtin_prefetch(e, 1);
+		if (sh->entry_shift > 6)
+			__builtin_prefetch(entry_small(e), 1);
+	}
+	__builtin_prefetch(&s->slot[slot_home(s, (uint32_t)(seq + PREFETCH_SLOT))], 0);
+}
+
 int htab_remove(struct htab *t, uint64_t handle)
 {
 	uint64_t seq = handle_seq(handle);
@@ -763,6 +797,11 @@ int htab_remove(struct htab *t, uint64_t handle)
 		    atomic_load_explicit(&entry_at(sh, (uint32_t)word - 1)->handle, memory_order_relaxed) == handle) {
 			slot_unlink_locked(t, sh, s, i);
 			err = 0;
+			if (s->bits >= PREFETCH_MIN_BITS) {
+				if ((uint32_t)seq == sh->removed_tag + 1)
+					prefetch_removes(sh, s, seq);
+				sh->removed_tag = (uint32_t)seq;
+			}
 			break;
 		}
 	}

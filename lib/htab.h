@@ -53,17 +53,19 @@ struct htab_ops {
 };
 
 struct htab_shard {
+	/* What every put and remove touches, in the shard's first line. */
 	_Atomic uint32_t lock;                    /* writers only: 1 held (shard_lock) */
+	uint32_t removed_tag;                     /* low 32 bits of the last removed sequence */
 	struct htab_slots *_Atomic slots;         /* published with release */
-	struct htab_entry *_Atomic chunks[HTAB_CHUNKS];
 	uint64_t next_seq;                        /* next handle's sequence number */
 	uint32_t nlive, ntombs;                   /* slots in use / deleted */
 	uint32_t nused;                           /* entries not on the free list */
 	uint32_t free_head;                       /* index + 1, 0: empty */
 	uint32_t pool_size;                       /* entries in allocated chunks */
-	unsigned entry_shift;                     /* log2 of an entry's stride */
+	uint8_t entry_shift;                      /* log2 of an entry's stride */
 	bool closed, done;
 	_Atomic uint64_t live, bytes;             /* for stats, written under lock */
+	struct htab_entry *_Atomic chunks[HTAB_CHUNKS];
 } __attribute__((aligned(64)));
 
 struct htab {
