@@ -755,7 +755,7 @@ static void slot_unlink_locked(struct htab *t, struct htab_shard *sh, struct hta
  * as far as a cycle of put, read and remove needs.  Removes in any other
  * order, or in a table that fits the cache, fetch nothing: a load of a slot
  * that is not coming would be a miss of its own.  64 B put, read and remove
- * of the oldest, 10M live: 9.2-10.2M to 12.2-14.3M cycles/s; 1k live
+ * of the oldest, 10M live: 9.4-9.9M to 13.2-13.4M cycles/s; 1k live
  * unchanged.
  */
 #define PREFETCH_MIN_BITS 13 /* 8192 slots (64 KiB) and 4096 entries a shard */
