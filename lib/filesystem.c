@@ -118,7 +118,8 @@ struct wio *fs_lane_io(struct fs_store *fs, struct lane *l)
  * after.  With other threads writing there is no idle CPU for the second
  * worker, and the extra workers cost 2 threads 10%, so "alone" means that
  * no other thread wrote to disk (fs_lane_wrote) for LONE_NS. */
-static _Thread_local unsigned my_lane = ~0u, my_turn;
+static __thread unsigned my_lane __attribute__((tls_model("initial-exec"))) = ~0u;
+static __thread unsigned my_turn __attribute__((tls_model("initial-exec")));
 
 /* Records that this thread just wrote to disk through l: who (the address
  * of its my_turn, unique among live threads) and when.  The two are stored

@@ -76,7 +76,10 @@ struct htab_slots {
 	_Atomic uint64_t slot[];
 };
 
-static __thread unsigned put_group, puts_made __attribute__((tls_model("initial-exec")));
+/* initial-exec: the default model for a shared library calls
+ * __tls_get_addr on each access.  (An attribute names one declarator.) */
+static __thread unsigned put_group __attribute__((tls_model("initial-exec")));
+static __thread unsigned puts_made __attribute__((tls_model("initial-exec")));
 static __thread bool put_group_set __attribute__((tls_model("initial-exec")));
 
 static inline uint64_t handle_seq(uint64_t h)
