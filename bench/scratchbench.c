@@ -210,7 +210,7 @@ struct bench {
 	size_t per_thread; /* put: op limit; live workloads: blobs; loki: cycles */
 	struct baseline_files files;
 	unsigned char *blob[MAX_THREADS], *buf[MAX_THREADS];
-	unsigned char *loki_src;
+	unsigned char *loki_src; /* loki_bytes: the run's, not freed here */
 	uint64_t *samples; /* threads slices of samplecap */
 	size_t samplecap, nsamples[MAX_THREADS];
 	struct target_run *run;
@@ -234,6 +234,10 @@ struct bench {
 static volatile sig_atomic_t interrupted;
 static char run_dir[4096];
 static atomic_uint nlog, nwarn;
+/* The loki blob's bytes, made by the first loki configuration and kept for
+ * the others (one per thread count), which would each remake the same 128 MiB;
+ * main frees them. */
+static unsigned char *loki_bytes;
 
 static size_t min_size(size_t a, size_t b)
 {
@@ -324,6 +328,22 @@ static uint64_t xorshift(uint64_t *s)
 	return *s * 0x2545f4914f6cdd1dull;
 }
 
+/* The loki blob's bytes, made on first use from a fixed seed; NULL if out
+ * of memory. */
+static unsigned char *get_loki_bytes(void)
+{
+	uint64_t s = 88172645463325252ull;
+
+	if (loki_bytes || !(loki_bytes = malloc(LOKI_BLOB)))
+		return loki_bytes;
+	for (size_t i = 0; i < LOKI_BLOB / 8; i++) {
+		uint64_t v = xorshift(&s);
+
+		memcpy(loki_bytes + i * 8, &v, 8);
+	}
+	return loki_bytes;
+}
+
 /* Reads a store blob through a reader: open, seek if off, read n, close. */
 static ssize_t store_read(scratch_store *s, scratch_handle h, int64_t off, void *buf, size_t n)
 {
@@ -365,8 +385,18 @@ static ssize_t store_view(scratch_store *s, scratch_handle h, uint64_t *sum)
 	return (ssize_t)n;
 }
 
-/* Keeps one blob of the thread's; the key goes to *key (map, store). */
-static int keep_blob(struct bench *b, enum workload w, unsigned id, uint64_t n, uint64_t *key)
+/*
+ * memcpy: where a thread's blob n lives in its src[].  read and view keep
+ * the whole live set, a slot a blob, and copy out of it as a store reads
+ * its blobs; put and mixed copy into one warm slot (mixed reads it back).
+ */
+static size_t memcpy_offset(const struct bench *b, uint64_t n)
+{
+	return b->w == W_READ || b->w == W_VIEW ? n * b->size : 0;
+}
+
+/* Keeps blob n of the thread's; the key goes to *key (map, store). */
+static int keep_blob(struct bench *b, unsigned id, uint64_t n, uint64_t *key)
 {
 	struct target_run *run = b->run;
 
@@ -374,12 +404,12 @@ static int keep_blob(struct bench *b, enum workload w, unsigned id, uint64_t n, 
 	case T_MAP:
 		return baseline_put(run->map, b->blob[id], b->size, key);
 	case T_FILES:
-		return baseline_file_put(&b->files, file_id(w, id, n), b->blob[id], b->size);
+		return baseline_file_put(&b->files, file_id(b->w, id, n), b->blob[id], b->size);
 	case T_SEQ:
 	case T_SEQ_URING:
 		return baseline_seq_append(&run->seq[id], b->blob[id], b->size);
 	case T_MEMCPY:
-		memcpy(run->src[id], b->blob[id], b->size);
+		memcpy(run->src[id] + memcpy_offset(b, n), b->blob[id], b->size);
 		__asm__ volatile("" : : "r"(run->src[id]) : "memory");
 		return 0;
 	default:
@@ -389,8 +419,7 @@ static int keep_blob(struct bench *b, enum workload w, unsigned id, uint64_t n, 
 
 /* Reads blob n of thread owner's whole into thread id's buffer and checks
  * its ends. */
-static int read_blob(struct bench *b, enum workload w, unsigned id, unsigned owner, uint64_t n,
-		     uint64_t key)
+static int read_blob(struct bench *b, unsigned id, unsigned owner, uint64_t n, uint64_t key)
 {
 	struct target_run *run = b->run;
 	unsigned char *buf = b->buf[id];
@@ -403,15 +432,15 @@ static int read_blob(struct bench *b, enum workload w, unsigned id, unsigned own
 		got = baseline_read(run->map, key, buf, b->size);
 		break;
 	case T_FILES:
-		got = baseline_file_read(&b->files, file_id(w, owner, n), 0, buf, b->size);
+		got = baseline_file_read(&b->files, file_id(b->w, owner, n), 0, buf, b->size);
 		break;
 	case T_MEMCPY:
-		memcpy(buf, run->src[owner] + (w == W_MIXED ? 0 : n * b->size), b->size);
+		memcpy(buf, run->src[owner] + memcpy_offset(b, n), b->size);
 		__asm__ volatile("" : : "r"(buf) : "memory");
 		got = (ssize_t)b->size;
 		break;
 	default:
-		if (w == W_VIEW)
+		if (b->w == W_VIEW)
 			return store_view(run->store, key, &sum) == (ssize_t)b->size ? 0 : -EIO;
 		got = store_read(run->store, key, 0, buf, b->size);
 		break;
@@ -422,7 +451,7 @@ static int read_blob(struct bench *b, enum workload w, unsigned id, unsigned own
 	return got < 0 ? (int)got : 0;
 }
 
-static int drop_blob(struct bench *b, enum workload w, unsigned id, uint64_t n, uint64_t key)
+static int drop_blob(struct bench *b, unsigned id, uint64_t n, uint64_t key)
 {
 	struct target_run *run = b->run;
 
@@ -430,7 +459,7 @@ static int drop_blob(struct bench *b, enum workload w, unsigned id, uint64_t n, 
 	case T_MAP:
 		return baseline_remove(run->map, key) ? SCRATCH_ENOTFOUND : 0;
 	case T_FILES:
-		return baseline_file_remove(&b->files, file_id(w, id, n));
+		return baseline_file_remove(&b->files, file_id(b->w, id, n));
 	case T_MEMCPY:
 	case T_SEQ:
 	case T_SEQ_URING:
@@ -488,7 +517,7 @@ static int put_loop(struct bench *b, unsigned id)
 	int err = 0;
 
 	while (n < b->per_thread) {
-		if ((err = keep_blob(b, W_PUT, id, n, &run->handles[id][n])))
+		if ((err = keep_blob(b, id, n, &run->handles[id][n])))
 			break;
 		uint64_t t1 = bench_now_ns();
 
@@ -516,7 +545,7 @@ static int read_loop(struct bench *b, unsigned id)
 
 	do {
 		for (unsigned k = 0; k < 16; k++, n++) {
-			if ((err = read_blob(b, b->w, id, owner, j, keys[j])))
+			if ((err = read_blob(b, id, owner, j, keys[j])))
 				return fail(b, workload_names[b->w], err);
 			j = j + 1 == count ? 0 : j + 1;
 			if (!sample(b, lat, &nlat, &t0))
@@ -536,7 +565,7 @@ static int remove_loop(struct bench *b, unsigned id)
 	int err;
 
 	for (n = 0; n < run->count[id] && !interrupted; n++) {
-		if ((err = drop_blob(b, W_REMOVE, id, n, run->handles[id][n])))
+		if ((err = drop_blob(b, id, n, run->handles[id][n])))
 			return fail(b, "remove", err);
 		sample(b, lat, &nlat, &t0);
 	}
@@ -563,17 +592,16 @@ static int mixed_loop(struct bench *b, unsigned id)
 		for (unsigned k = 0; k < 16; k++, n++) {
 			uint64_t key = 0, fid = next;
 
-			if ((err = keep_blob(b, W_MIXED, id, fid, &key)))
+			if ((err = keep_blob(b, id, fid, &key)))
 				goto out;
 			for (unsigned r = 0; r < b->cfg->reads && !err; r++) {
 				/* Ring slot j holds blob fid - live + (j - slot) % live. */
 				size_t j = (size_t)(xorshift(&rng) % live);
 
-				err = r == 0 ? read_blob(b, W_MIXED, id, id, fid, key)
-					     : read_blob(b, W_MIXED, id, id, fid - live + (j + live - slot) % live,
-							 ring[j]);
+				err = r == 0 ? read_blob(b, id, id, fid, key)
+					     : read_blob(b, id, id, fid - live + (j + live - slot) % live, ring[j]);
 			}
-			if (err || (err = drop_blob(b, W_MIXED, id, fid - live, ring[slot])))
+			if (err || (err = drop_blob(b, id, fid - live, ring[slot])))
 				goto out; /* the new blob is not in the ring: cleanup misses it */
 			ring[slot] = key;
 			next = fid + 1;
@@ -751,7 +779,7 @@ static int put_cleanup(struct bench *b, struct target_run *run)
 
 	for (unsigned i = 0; i < b->threads; i++) {
 		for (size_t j = 0; j < run->count[i] && !err; j++)
-			err = drop_blob(b, W_PUT, i, j, run->handles[i][j]);
+			err = drop_blob(b, i, j, run->handles[i][j]);
 		if ((run->target == T_SEQ || run->target == T_SEQ_URING) && !err)
 			err = baseline_seq_reset(&run->seq[i]);
 		run->count[i] = 0;
@@ -766,10 +794,7 @@ static void fill_thread(struct bench *b, unsigned id)
 	int err = 0;
 
 	for (size_t j = 0; j < b->per_thread && !err && !interrupted; j++) {
-		if (run->target == T_MEMCPY && b->w != W_MIXED)
-			memcpy(run->src[id] + j * b->size, b->blob[id], b->size);
-		else
-			err = keep_blob(b, b->w, id, j, &run->handles[id][j]);
+		err = keep_blob(b, id, j, &run->handles[id][j]);
 		run->count[id] += !err;
 	}
 	run->next_id[id] = run->count[id];
@@ -849,8 +874,9 @@ static int setup(struct bench *b, struct target_run *run)
 		if (b->w != W_LOKI &&
 		    !(run->handles[i] = calloc(b->per_thread, sizeof(scratch_handle))))
 			err = -ENOMEM;
+		/* memcpy: room up to the end of the thread's last blob. */
 		if (t == T_MEMCPY && b->w != W_LOKI &&
-		    !(run->src[i] = malloc((b->w == W_READ || b->w == W_VIEW ? b->per_thread : 1) * b->size + 1)))
+		    !(run->src[i] = malloc(memcpy_offset(b, b->per_thread - 1) + b->size + 1)))
 			err = -ENOMEM;
 	}
 	if (err)
@@ -966,13 +992,8 @@ static int bench_config(const struct config *cfg, enum workload w, size_t size, 
 		return fail(&b, "opening the bench directory", err);
 	if (cfg->latency && !(b.samples = malloc(threads * b.samplecap * sizeof(*b.samples))))
 		err = -ENOMEM;
-	if (!err && w == W_LOKI && !(b.loki_src = malloc(LOKI_BLOB)))
+	if (!err && w == W_LOKI && !(b.loki_src = get_loki_bytes()))
 		err = -ENOMEM;
-	for (uint64_t i = 0, s = 88172645463325252ull; !err && b.loki_src && i < LOKI_BLOB / 8; i++) {
-		uint64_t v = xorshift(&s);
-
-		memcpy(b.loki_src + i * 8, &v, 8);
-	}
 	for (unsigned i = 0; i < threads && !err; i++) {
 		size_t bufsize = size > LOKI_READ ? size : LOKI_READ;
 
@@ -1030,7 +1051,6 @@ out:
 	for (unsigned i = 0; i < threads; i++)
 		free(b.blob[i]), free(b.buf[i]);
 	free(b.samples);
-	free(b.loki_src);
 	baseline_files_close(&b.files);
 	return err ? -1 : 0;
 }
@@ -1254,6 +1274,7 @@ int main(int argc, char **argv)
 	if (atomic_load(&nwarn))
 		note(&cfg, "%u store warnings (see stderr): some blobs may have gone to the memory fallback",
 		     atomic_load(&nwarn));
+	free(loki_bytes);
 	if (interrupted)
 		fprintf(stderr, "scratchbench: interrupted\n");
 	return interrupted ? 130 : status ? 1 : 0;
