@@ -5,8 +5,8 @@
  * - A per-program root directory (fs_root_init/fs_root_remove) holding one
  *   fresh directory per case (case_dir): main removes the root at the end,
  *   also after a failed case (Check runs each case in a child).
- * - Seeded blobs (fill, put_seeded, expect_blob): content derives from a
- *   seed, so a blob is checked without keeping a copy.
+ * - Seeded blobs (fill, put_seeded, expect_blob: testutil.h) checked from
+ *   forked children (blob_matches), and opening a store (fs_new).
  * - The store's files as the directory shows them (list_files and friends):
  *   every .lokiscratch regular file must be mode 0600.
  * - A logger capturing WARN lines, descriptor counts, forked children.
@@ -34,7 +34,6 @@
 
 #include <scratch.h>
 
-#define MiB ((size_t)1 << 20)
 #define SUFFIX ".lokiscratch"
 
 /* In a forked child, where Check must not be called. */
@@ -122,104 +121,7 @@ static inline void expect_file(const char *path, const char *text)
 	ck_assert_str_eq(buf, text);
 }
 
-/* ----------------------------------------------------------- seeded blobs */
-
-/* Deterministic bytes: a prefix of fill(n) is fill of the shorter size. */
-static inline void fill(unsigned char *p, size_t n, uint64_t seed)
-{
-	uint64_t x = seed * 0x9E3779B97F4A7C15ull;
-
-	for (size_t i = 0; i < n; i += 8) {
-		uint64_t z = (x += 0x9E3779B97F4A7C15ull);
-
-		z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-		z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-		z ^= z >> 31;
-		memcpy(p + i, &z, n - i < 8 ? n - i : 8);
-	}
-}
-
-struct blob {
-	scratch_handle h;
-	size_t n;
-	uint64_t seed;
-};
-
-/* Reads r from the start in uneven chunks into got (n + 1 bytes), compares
- * with want, then compares the zero-copy view. */
-static inline void verify_reader(scratch_reader *r, const unsigned char *want, size_t n,
-				 unsigned char *got)
-{
-	static const size_t chunk[] = { 1, 4093, 7, 65537, MiB + 3, 333 };
-	size_t at = 0;
-	ssize_t k;
-
-	require(scratch_reader_size(r) == n);
-	require(scratch_reader_seek(r, 0, SEEK_SET) == 0);
-	for (unsigned i = 0; (k = scratch_reader_read(r, got + at, chunk[i % 6])) > 0; i++) {
-		at += (size_t)k;
-		require(at <= n);
-	}
-	require(k == 0);
-	require(at == n);
-	require(n == 0 || memcmp(got, want, n) == 0);
-	require(scratch_reader_data(r) != NULL);
-	require(n == 0 || memcmp(scratch_reader_data(r), want, n) == 0);
-}
-
-static inline void verify_seeded(scratch_reader *r, uint64_t seed, size_t n)
-{
-	unsigned char *want = malloc(n + 1), *got = malloc(n + 1);
-
-	require(want && got);
-	fill(want, n, seed);
-	verify_reader(r, want, n, got);
-	free(want);
-	free(got);
-}
-
-static inline void expect_blob(scratch_store *s, const struct blob *b)
-{
-	scratch_reader *r = NULL;
-	int err = scratch_read(s, b->h, &r);
-
-	if (err)
-		ck_abort_msg("read of a %zu-byte blob: %s", b->n, scratch_strerror(err));
-	verify_seeded(r, b->seed, b->n);
-	require(scratch_reader_close(r) == 0);
-}
-
-static inline void expect_blobs(scratch_store *s, const struct blob *b, size_t count)
-{
-	for (size_t i = 0; i < count; i++)
-		expect_blob(s, &b[i]);
-}
-
-static inline int put_seeded_rc(scratch_store *s, uint64_t seed, size_t n, struct blob *b)
-{
-	unsigned char *p = malloc(n + 1);
-	int err;
-
-	if (!p)
-		return -ENOMEM;
-	fill(p, n, seed);
-	*b = (struct blob){ .n = n, .seed = seed };
-	err = scratch_put(s, p, n, &b->h);
-	memset(p, 0xee, n); /* the store copied: p may be reused at once */
-	free(p);
-	return err;
-}
-
-static inline struct blob put_seeded(scratch_store *s, uint64_t seed, size_t n)
-{
-	struct blob b;
-	int err = put_seeded_rc(s, seed, n, &b);
-
-	if (err)
-		ck_abort_msg("put of %zu bytes: %s", n, scratch_strerror(err));
-	require(b.h != SCRATCH_INVALID_HANDLE);
-	return b;
-}
+/* ------------------------------------------- seeded blobs (testutil.h) */
 
 /* For children: the whole blob, by read and by the zero-copy view. */
 static inline bool blob_matches(scratch_store *s, const struct blob *b)

@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sys/syscall.h>
 #include <stdlib.h>
@@ -13,11 +14,12 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "fs_testutil.h"
 #include "segment.h"
-#include "testutil.h"
 #include "uring.h"
 
-static char root[64];
+/* This case's directory, in the program's (fs_root_init). */
+static char root[PATH_MAX];
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static int nwarn, ninfo;
 static char last_warn[512], last_info[512];
@@ -40,73 +42,36 @@ static const scratch_logger logger = { record, NULL };
 
 static void setup(void)
 {
-	strcpy(root, "/tmp/test_fs_backend.XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(root));
+	case_dir(root);
 	nwarn = ninfo = 0;
 	wio_fault = NULL;
 }
 
 static void teardown(void)
 {
-	char cmd[128];
-
 	wio_fault = NULL;
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
-	ck_assert_int_eq(system(cmd), 0);
+	rm_rf(root);
+	/* All of it went, as rm -rf succeeding would say. */
+	if (access(root, F_OK) == 0 || errno != ENOENT)
+		ck_abort_msg("%s is still there", root);
 }
 
 static scratch_store *open_store(bool uring)
 {
-	scratch_store *s;
-
 	if (uring)
 		unsetenv("SCRATCH_IO");
 	else
 		setenv("SCRATCH_IO", "pwrite", 1);
-	ck_assert_int_eq(scratch_filesystem_new(&logger, root, &s), 0);
-	return s;
+	return fs_new(&logger, root);
 }
 
-static void fill(unsigned char *p, size_t n, unsigned seed)
-{
-	for (size_t i = 0; i < n; i++)
-		p[i] = (unsigned char)(i * 31 + seed * 7);
-}
-
-static void expect(scratch_store *s, scratch_handle h, size_t n, unsigned seed)
-{
-	unsigned char *want = malloc(n + 1);
-	scratch_reader *r;
-
-	fill(want, n, seed);
-	require(scratch_read(s, h, &r) == 0);
-	require(scratch_reader_size(r) == n);
-	require(memcmp(scratch_reader_data(r), want, n) == 0);
-	scratch_reader_close(r);
-	free(want);
-}
-
-/* Puts n blobs, blob i of sizes[i % nsizes] bytes and seed i, then
- * overwrites the caller's buffer at once, as a caller may. */
+/* Puts n blobs, blob i of sizes[i % nsizes] bytes and seed i (put_seeded
+ * overwrites its buffer at once, as a caller may). */
 static void put_mix(scratch_store *s, const size_t *sizes, unsigned nsizes, unsigned n,
-		    scratch_handle *h)
-{
-	for (unsigned i = 0; i < n; i++) {
-		size_t size = sizes[i % nsizes];
-		unsigned char *buf = malloc(size);
-
-		fill(buf, size, i);
-		ck_assert_int_eq(scratch_put(s, buf, size, &h[i]), 0);
-		memset(buf, 0xee, size);
-		free(buf);
-	}
-}
-
-static void expect_mix(scratch_store *s, const size_t *sizes, unsigned nsizes, unsigned n,
-		       const scratch_handle *h)
+		    struct blob *b)
 {
 	for (unsigned i = 0; i < n; i++)
-		expect(s, h[i], sizes[i % nsizes], i);
+		b[i] = put_seeded(s, i, sizes[i % nsizes]);
 }
 
 enum place { IN_HEAP, IN_FILE, IN_CHUNK, IN_STAGING };
@@ -159,27 +124,23 @@ enum { N = 600, SIZE = 4000 }; /* 2.3 MiB: more than two staging buffers */
 START_TEST(test_failed_staged_writes_kept)
 {
 	scratch_store *s = open_store(_i);
-	scratch_handle h[N];
-	unsigned char buf[SIZE];
+	struct blob b[N];
 	struct scratch_store_stats st0, st1;
 
 	ck_assert_int_eq(scratch_store_stats(s, &st0), 0);
 	wio_fault = fail_all;
-	for (unsigned i = 0; i < N; i++) {
-		fill(buf, SIZE, i);
-		ck_assert_int_eq(scratch_put(s, buf, SIZE, &h[i]), 0);
-	}
+	for (unsigned i = 0; i < N; i++)
+		b[i] = put_seeded(s, i, SIZE);
 	ck_assert_int_eq(scratch_store_flush(s), 0);
 	ck_assert_int_gt(nwarn, 0);
 	ck_assert_ptr_nonnull(strstr(last_warn, "err=\"Input/output error\""));
-	for (unsigned i = 0; i < N; i++)
-		expect(s, h[i], SIZE, i);
+	expect_blobs(s, b, N);
 	/* The failed buffers became chunks; puts right after a failure skip
 	 * the disk for a while and go to the heap. */
 	unsigned nchunk = 0;
 
 	for (unsigned i = 0; i < N; i++) {
-		enum place p = where(s, h[i]);
+		enum place p = where(s, b[i].h);
 
 		require(p == IN_CHUNK || p == IN_HEAP);
 		nchunk += p == IN_CHUNK;
@@ -191,20 +152,18 @@ START_TEST(test_failed_staged_writes_kept)
 	wio_fault = NULL;
 	usleep(20 * 1000); /* past the retry interval */
 	int warned = nwarn;
-	scratch_handle more[N];
+	struct blob more[N];
 
-	for (unsigned i = 0; i < N; i++) {
-		fill(buf, SIZE, N + i);
-		ck_assert_int_eq(scratch_put(s, buf, SIZE, &more[i]), 0);
-	}
+	for (unsigned i = 0; i < N; i++)
+		more[i] = put_seeded(s, N + i, SIZE);
 	ck_assert_int_eq(scratch_store_flush(s), 0);
 	ck_assert_int_eq(nwarn, warned);
 	for (unsigned i = 0; i < N; i++)
-		require(where(s, more[i]) == IN_FILE);
+		require(where(s, more[i].h) == IN_FILE);
 	for (unsigned i = 0; i < N; i++) {
-		expect(s, h[i], SIZE, i);
-		expect(s, more[i], SIZE, N + i);
-		ck_assert_int_eq(scratch_remove(s, h[i]), 0);
+		expect_blob(s, &b[i]);
+		expect_blob(s, &more[i]);
+		ck_assert_int_eq(scratch_remove(s, b[i].h), 0);
 	}
 	scratch_store_close(s);
 }
@@ -218,14 +177,10 @@ START_TEST(test_failed_direct_write_kept)
 
 	wio_fault = fail_all;
 	for (unsigned i = 0; i < 2; i++) {
-		unsigned char *buf = malloc(sizes[i]);
-		scratch_handle h;
+		struct blob b = put_seeded(s, i, sizes[i]);
 
-		fill(buf, sizes[i], i);
-		ck_assert_int_eq(scratch_put(s, buf, sizes[i], &h), 0);
-		ck_assert_int_eq(where(s, h), IN_HEAP);
-		expect(s, h, sizes[i], i);
-		free(buf);
+		ck_assert_int_eq(where(s, b.h), IN_HEAP);
+		expect_blob(s, &b);
 		usleep(20 * 1000); /* past the retry interval: the disk is tried again */
 	}
 	ck_assert_int_eq(nwarn, 2);
@@ -237,14 +192,14 @@ START_TEST(test_short_and_retried_completions)
 {
 	scratch_store *s = open_store(_i);
 	static const size_t sizes[] = { 64, 4096, 70000, 1 << 20, 6u << 20 };
-	scratch_handle h[5 * 50];
+	struct blob b[5 * 50];
 
 	wio_fault = short_and_retry;
-	put_mix(s, sizes, 5, 5 * 50, h);
+	put_mix(s, sizes, 5, 5 * 50, b);
 	ck_assert_int_eq(scratch_store_flush(s), 0);
 	wio_fault = NULL;
 	ck_assert_int_eq(nwarn, 0);
-	expect_mix(s, sizes, 5, 5 * 50, h);
+	expect_blobs(s, b, 5 * 50);
 	scratch_store_close(s);
 }
 END_TEST
@@ -255,11 +210,12 @@ START_TEST(test_writer_fails_over)
 {
 	scratch_store *s = open_store(_i);
 	scratch_writer *w;
-	scratch_handle h;
 	enum { TOTAL = 6u << 20, PIECE = 100000 };
+	struct blob b = { .n = TOTAL, .seed = 9 };
 	unsigned char *all = malloc(TOTAL);
 
-	fill(all, TOTAL, 9);
+	require(all != NULL);
+	fill(all, b.n, b.seed);
 	ck_assert_int_eq(scratch_writer_open(s, &w), 0);
 	for (size_t at = 0; at < TOTAL; at += PIECE) {
 		size_t n = TOTAL - at < PIECE ? TOTAL - at : PIECE;
@@ -268,10 +224,10 @@ START_TEST(test_writer_fails_over)
 			wio_fault = fail_all;
 		ck_assert_int_eq(scratch_writer_write(w, all + at, n), (ssize_t)n);
 	}
-	ck_assert_int_eq(scratch_writer_commit(w, &h), 0);
+	ck_assert_int_eq(scratch_writer_commit(w, &b.h), 0);
 	wio_fault = NULL;
 	ck_assert_int_gt(nwarn, 0);
-	expect(s, h, TOTAL, 9);
+	expect_blob(s, &b);
 	free(all);
 	scratch_store_close(s);
 }
@@ -295,16 +251,16 @@ static long rss_anon_kib(void)
 START_TEST(test_data_not_in_heap)
 {
 	scratch_store *s = open_store(true);
-	enum { MIB = 1 << 20 };
-	unsigned char *buf = malloc(MIB);
+	unsigned char *buf = malloc(MiB);
 	scratch_handle h;
 
-	fill(buf, MIB, 1);
+	require(buf != NULL);
+	fill(buf, MiB, 1);
 	long before = rss_anon_kib();
 
 	ck_assert_int_gt(before, 0);
 	for (unsigned i = 0; i < 256; i++)
-		ck_assert_int_eq(scratch_put(s, buf, MIB, &h), 0);
+		ck_assert_int_eq(scratch_put(s, buf, MiB, &h), 0);
 	for (unsigned i = 0; i < 256 * 256; i++)
 		ck_assert_int_eq(scratch_put(s, buf + (i % 64) * 4096, 4096, &h), 0);
 	ck_assert_int_eq(scratch_store_flush(s), 0);
@@ -333,13 +289,13 @@ START_TEST(test_io_uring_blocked)
 	}
 	scratch_store *s = open_store(true);
 	static const size_t sizes[] = { 64, 4096, 300000, 6u << 20 };
-	scratch_handle h[4 * 20];
+	struct blob b[4 * 20];
 
-	put_mix(s, sizes, 4, 4 * 20, h);
+	put_mix(s, sizes, 4, 4 * 20, b);
 	ck_assert_int_eq(scratch_store_flush(s), 0);
-	expect_mix(s, sizes, 4, 4 * 20, h);
+	expect_blobs(s, b, 4 * 20);
 	for (unsigned i = 0; i < 4 * 20; i++)
-		ck_assert_int_eq(where(s, h[i]), IN_FILE);
+		ck_assert_int_eq(where(s, b[i].h), IN_FILE);
 	ck_assert_int_eq(ninfo, 1);
 	ck_assert_ptr_nonnull(strstr(last_info, "io_uring unavailable"));
 	ck_assert_ptr_nonnull(strstr(last_info, "err=\"Function not implemented\""));
@@ -357,18 +313,18 @@ START_TEST(test_ring_breaks)
 	/* Every size path once, then enough small blobs to fill buffers. */
 	static const size_t sizes[] = { 64, 4096, 300000, 2u << 20, 6u << 20 };
 	static const size_t small[] = { 4096 };
-	scratch_handle h[5], more[1000];
+	struct blob b[5], more[1000];
 
 	if (!deny_syscall(__NR_io_uring_enter, EIO)) {
 		printf("seccomp unavailable here (%s): case not run\n", strerror(errno));
 		scratch_store_close(s);
 		return;
 	}
-	put_mix(s, sizes, 5, 5, h);
+	put_mix(s, sizes, 5, 5, b);
 	put_mix(s, small, 1, 1000, more);
 	ck_assert_int_eq(scratch_store_flush(s), 0);
-	expect_mix(s, sizes, 5, 5, h);
-	expect_mix(s, small, 1, 1000, more);
+	expect_blobs(s, b, 5);
+	expect_blobs(s, more, 1000);
 	scratch_store_close(s);
 }
 END_TEST
@@ -394,5 +350,10 @@ static Suite *fs_suite(void)
 
 int main(void)
 {
-	return run_suite(fs_suite());
+	int rc;
+
+	fs_root_init("test_fs_backend");
+	rc = run_suite(fs_suite());
+	fs_root_remove(); /* also what failed cases left */
+	return rc;
 }

@@ -22,12 +22,38 @@ struct fake {
 	_Atomic int destroyed;
 };
 
+/* The small blob of handle h: h % 65 bytes of h's bytes, repeated. */
+static size_t small_of(uint64_t h, unsigned char *buf)
+{
+	size_t n = h % (HTAB_SMALL_MAX + 1);
+
+	for (size_t i = 0; i < n; i++)
+		buf[i] = (unsigned char)(h >> (8 * (i % 8)));
+	return n;
+}
+
+/*
+ * The last reference to e is gone: the table unlinked it and no reader
+ * holds it, so its count is 0, HTAB_LINKED included (no reader can take a
+ * reference without that bit).  It still holds the blob insert() gave its
+ * handle: a small one exactly when the table keeps them and h is odd.
+ */
 static void fake_release(void *ctx, struct htab_entry *e, unsigned shard)
 {
 	struct fake *f = ctx;
+	unsigned char buf[HTAB_SMALL_MAX];
+	uint64_t h = e->handle;
+	uint32_t small_len = atomic_load(&e->small_len);
 
-	require(shard == htab_shard_of(e->handle));
-	require(e->size == e->handle || atomic_load(&e->small_len) != 0);
+	require(atomic_load(&e->refs) == 0);
+	require(shard == htab_shard_of(h));
+	if (f->table.ops->small_blobs && (h & 1)) {
+		require(small_len == small_of(h, buf) + 1);
+		require(e->size == small_len - 1);
+	} else {
+		require(small_len == 0);
+		require(e->size == h);
+	}
 	atomic_fetch_add(&f->released, 1);
 }
 
@@ -43,16 +69,6 @@ static const struct htab_ops fake_ops = { .release = fake_release, .destroy = fa
 static const struct htab_ops small_ops = {
 	.release = fake_release, .destroy = fake_destroy, .small_blobs = true
 };
-
-/* The small blob of handle h: h % 65 bytes of h's bytes, repeated. */
-static size_t small_of(uint64_t h, unsigned char *buf)
-{
-	size_t n = h % (HTAB_SMALL_MAX + 1);
-
-	for (size_t i = 0; i < n; i++)
-		buf[i] = (unsigned char)(h >> (8 * (i % 8)));
-	return n;
-}
 
 static struct fake *fake_new_with(const struct htab_ops *ops)
 {
@@ -88,23 +104,37 @@ static uint64_t insert(struct fake *f)
 	return h;
 }
 
-/* Looks h up as scratch_read does: a small blob comes back as a copy. */
-static void expect_found(struct fake *f, uint64_t h)
+/*
+ * Looks h up as scratch_read does (a small blob comes back as a copy) and
+ * checks that what it finds is h's.  False if h is not there, which is
+ * fine for a handle another thread may remove at any time.  Calls Check
+ * only through require(), so the stress threads use it too.
+ */
+static bool found_intact(struct fake *f, uint64_t h)
 {
 	unsigned char got[HTAB_SMALL_MAX], want[HTAB_SMALL_MAX];
 	struct htab_entry *e;
 	size_t n = 0;
+	int err = htab_lookup(&f->table, h, &e, got, &n);
 
-	require(htab_lookup(&f->table, h, &e, got, &n) == 0);
+	if (err == SCRATCH_ENOTFOUND)
+		return false;
+	require(err == 0);
 	if (!e) {
 		require(f->table.ops->small_blobs && (h & 1));
 		require(n == small_of(h, want));
 		require(memcmp(got, want, n) == 0);
-		return;
+		return true;
 	}
 	require(e->handle == h);
 	require(e->size == h);
 	htab_put(&f->table, e);
+	return true;
+}
+
+static void expect_found(struct fake *f, uint64_t h)
+{
+	require(found_intact(f, h));
 }
 
 static void expect_missing(struct fake *f, uint64_t h)
@@ -261,7 +291,6 @@ static void *stress_thread(void *arg)
 
 	for (unsigned r = 0; r < STRESS_ROUNDS; r++) {
 		unsigned k = r % STRESS_KEEP;
-		struct htab_entry *e;
 
 		if (keep[k]) {
 			expect_found(f, keep[k]);
@@ -273,20 +302,8 @@ static void *stress_thread(void *arg)
 		rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
 		uint64_t other = atomic_load(&stress_shared.recent[rnd % STRESS_THREADS][(rnd >> 8) % 64]);
 
-		unsigned char got[HTAB_SMALL_MAX], want[HTAB_SMALL_MAX];
-		size_t n;
-
-		if (other && htab_lookup(&f->table, other, &e, got, &n) == 0) {
-			if (e) {
-				require(e->handle == other);
-				require(e->size == other);
-				htab_put(&f->table, e);
-			} else {
-				require(n == small_of(other, want));
-				require(memcmp(got, want, n) == 0);
-			}
+		if (other && found_intact(f, other))
 			found++;
-		}
 	}
 	for (unsigned k = 0; k < STRESS_KEEP; k++)
 		if (keep[k])

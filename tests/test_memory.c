@@ -21,36 +21,6 @@ static scratch_store *store_new(void)
 	return s;
 }
 
-static void fill(unsigned char *p, size_t n, unsigned seed)
-{
-	uint32_t x = seed * 2654435761u + 1;
-
-	for (size_t i = 0; i < n; i++) {
-		x ^= x << 13, x ^= x >> 17, x ^= x << 5;
-		p[i] = (unsigned char)x;
-	}
-}
-
-/* Reads h back whole with scratch_reader_read and compares it to want. */
-static void expect_blob(scratch_store *s, scratch_handle h, const void *want, size_t n)
-{
-	scratch_reader *r = NULL;
-	unsigned char *got = malloc(n + 1);
-	size_t at = 0;
-	ssize_t k;
-
-	require(scratch_read(s, h, &r) == 0);
-	require(scratch_reader_size(r) == n);
-	while ((k = scratch_reader_read(r, got + at, 1 + (n - at) / 2)) > 0)
-		at += (size_t)k;
-	require(k == 0);
-	require(at == n);
-	require(n == 0 || memcmp(got, want, n) == 0);
-	require(n == 0 || memcmp(scratch_reader_data(r), want, n) == 0);
-	require(scratch_reader_close(r) == 0);
-	free(got);
-}
-
 START_TEST(test_round_trip_sizes)
 {
 	static const size_t sizes[] = { 1, 7, 64, 4096, 16384, 16385, 65536, 1 << 20 };
@@ -66,7 +36,7 @@ START_TEST(test_round_trip_sizes)
 	memset(buf, 0, 1 << 20); /* the store copied: the caller may reuse p */
 	for (unsigned i = 0; i < 8; i++) {
 		fill(buf, sizes[i], i);
-		expect_blob(s, h[i], buf, sizes[i]);
+		expect_bytes(s, h[i], buf, sizes[i]);
 	}
 	for (unsigned i = 0; i < 8; i++) {
 		require(scratch_remove(s, h[i]) == 0);
@@ -112,7 +82,7 @@ START_TEST(test_large_blob)
 
 	fill(buf, n, 64);
 	require(scratch_put(s, buf, n, &h) == 0);
-	expect_blob(s, h, buf, n);
+	expect_bytes(s, h, buf, n);
 	require(scratch_read(s, h, &r) == 0);
 	require(scratch_reader_seek(r, -4096, SEEK_END) == (int64_t)(n - 4096));
 	unsigned char tail[8192];
@@ -141,12 +111,12 @@ START_TEST(test_many_handles_unique)
 	for (uint32_t i = 0; i < N; i++)
 		require(scratch_put(s, &i, sizeof(i), &h[i]) == 0);
 	for (uint32_t i = 0; i < N; i += 97)
-		expect_blob(s, h[i], &i, sizeof(i));
+		expect_bytes(s, h[i], &i, sizeof(i));
 	/* Remove half; the rest stay; new handles are all new. */
 	for (uint32_t i = 0; i < N; i += 2)
 		require(scratch_remove(s, h[i]) == 0);
 	for (uint32_t i = 1; i < N; i += 97 * 2)
-		expect_blob(s, h[i], &i, sizeof(i));
+		expect_bytes(s, h[i], &i, sizeof(i));
 	scratch_handle *all = malloc(2 * N * sizeof(*h));
 
 	memcpy(all, h, N * sizeof(*h));
@@ -200,13 +170,13 @@ START_TEST(test_putv_and_batch)
 	scratch_handle h, hb[3];
 
 	require(scratch_putv(s, iov, 3, &h) == 0);
-	expect_blob(s, h, "abcdefg", 7);
+	expect_bytes(s, h, "abcdefg", 7);
 	require(scratch_putv(s, NULL, 0, &h) == 0);
-	expect_blob(s, h, "", 0);
+	expect_bytes(s, h, "", 0);
 	require(scratch_put_batch(s, iov, 3, hb) == 0);
-	expect_blob(s, hb[0], "abc", 3);
-	expect_blob(s, hb[1], "", 0);
-	expect_blob(s, hb[2], "defg", 4);
+	expect_bytes(s, hb[0], "abc", 3);
+	expect_bytes(s, hb[1], "", 0);
+	expect_bytes(s, hb[2], "defg", 4);
 	require(hb[0] != hb[1]);
 	require(scratch_put_batch(s, NULL, 0, NULL) == 0);
 	/* A bad blob anywhere: nothing stored, every out cleared. */
@@ -236,11 +206,11 @@ START_TEST(test_writer)
 	}
 	require(scratch_writer_write(w, NULL, 0) == 0);
 	require(scratch_writer_commit(w, &h) == 0);
-	expect_blob(s, h, want, 1 << 20);
+	expect_bytes(s, h, want, 1 << 20);
 
 	require(scratch_writer_open(s, &w) == 0);
 	require(scratch_writer_commit(w, &h) == 0);
-	expect_blob(s, h, "", 0);
+	expect_bytes(s, h, "", 0);
 
 	require(scratch_writer_open(s, &w) == 0);
 	require(scratch_writer_write(w, "gone", 4) == 4);
@@ -273,7 +243,7 @@ static void *mt_thread(void *arg)
 		memset(buf, (int)n, n); /* content derived from size */
 		require(scratch_put(mt_store, buf, n, &h) == 0);
 		atomic_store(&mt_recent[id], h);
-		expect_blob(mt_store, h, buf, n);
+		expect_bytes(mt_store, h, buf, n);
 		scratch_handle other = atomic_load(&mt_recent[(id + 1) % MT_THREADS]);
 
 		if (other && scratch_read(mt_store, other, &rd) == 0) {

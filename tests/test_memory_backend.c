@@ -57,14 +57,10 @@ START_TEST(test_small_and_large_round_trip)
 	for (int round = 0; round < 300; round++) {
 		size_t n = sizes[round % 5];
 		scratch_handle h;
-		scratch_reader *r;
 
 		memset(buf, round, n);
 		require(scratch_put(s, buf, n, &h) == 0);
-		require(scratch_read(s, h, &r) == 0);
-		require(scratch_reader_size(r) == n);
-		require(memcmp(scratch_reader_data(r), buf, n) == 0);
-		require(scratch_reader_close(r) == 0);
+		expect_bytes(s, h, buf, n);
 		if (round % 2)
 			require(scratch_remove(s, h) == 0);
 	}
@@ -73,33 +69,6 @@ START_TEST(test_small_and_large_round_trip)
 }
 END_TEST
 
-/* Bytes that differ at every 8-byte word and for every seed (word-wise:
- * byte by byte, 100 MiB took seconds under TSan). */
-static void pattern(unsigned char *p, size_t n, unsigned seed)
-{
-	size_t i;
-
-	for (i = 0; i + 8 <= n; i += 8) {
-		uint64_t v = (i + 1) * 0x9E3779B97F4A7C15ull ^ seed;
-
-		memcpy(p + i, &v, 8);
-	}
-	for (; i < n; i++)
-		p[i] = (unsigned char)(i + seed);
-}
-
-static void expect_pattern(scratch_store *s, scratch_handle h, size_t n, unsigned seed,
-			   unsigned char *want)
-{
-	scratch_reader *r;
-
-	pattern(want, n, seed);
-	require(scratch_read(s, h, &r) == 0);
-	require(scratch_reader_size(r) == n);
-	require(memcmp(scratch_reader_data(r), want, n) == 0);
-	require(scratch_reader_close(r) == 0);
-}
-
 /* Past 64 MiB of blobs of 1 MiB or more, such blobs are copied with
  * streaming stores (memory.c: copy_stream): 96 of them, from sources at
  * every alignment, with odd tails, and putv parts of both kinds, all come
@@ -107,38 +76,36 @@ static void expect_pattern(scratch_store *s, scratch_handle h, size_t n, unsigne
 START_TEST(test_large_blobs_streamed)
 {
 	enum { N = 96, BIG = 1 << 20 };
-	scratch_handle h[N], hv;
-	unsigned char *src = malloc(3 * BIG + 64), *want = malloc(3 * BIG + 64);
+	struct blob b[N], bv = { .n = 3 * BIG + 17, .seed = N };
+	unsigned char *src = malloc(3 * BIG + 64);
 	scratch_store *s;
 
-	require(src && want);
+	require(src != NULL);
 	ck_assert_int_eq(scratch_memory_new(&s), 0);
 	for (unsigned i = 0; i < N; i++) {
-		size_t n = BIG + i * 17;
 		unsigned char *p = src + i % 16;
 
-		pattern(p, n, i);
-		require(scratch_put(s, p, n, &h[i]) == 0);
+		b[i] = (struct blob){ .n = BIG + i * 17, .seed = i };
+		fill(p, b[i].n, b[i].seed);
+		require(scratch_put(s, p, b[i].n, &b[i].h) == 0);
 	}
 	/* Parts of 1 MiB + 3, 5 and 2 MiB + 9 bytes: the last lands unaligned. */
 	struct iovec iov[3] = { { src + 1, BIG + 3 }, { src + BIG + 4, 5 }, { src + BIG + 9, 2 * BIG + 9 } };
 
-	pattern(src + 1, 3 * BIG + 17, N);
-	require(scratch_putv(s, iov, 3, &hv) == 0);
-	for (unsigned i = 0; i < N; i++)
-		expect_pattern(s, h[i], BIG + i * 17, i, want);
-	expect_pattern(s, hv, 3 * BIG + 17, N, want);
+	fill(src + 1, bv.n, bv.seed);
+	require(scratch_putv(s, iov, 3, &bv.h) == 0);
+	expect_blobs(s, b, N);
+	expect_blob(s, &bv);
 	for (unsigned i = 0; i < N / 2; i++)
-		require(scratch_remove(s, h[i]) == 0);
+		require(scratch_remove(s, b[i].h) == 0);
 	for (unsigned i = 0; i < N / 2; i++) {
-		pattern(src + 3, BIG + 1, i + 1000);
-		require(scratch_put(s, src + 3, BIG + 1, &h[i]) == 0);
+		b[i] = (struct blob){ .n = BIG + 1, .seed = i + 1000 };
+		fill(src + 3, b[i].n, b[i].seed);
+		require(scratch_put(s, src + 3, b[i].n, &b[i].h) == 0);
 	}
-	for (unsigned i = 0; i < N; i++)
-		expect_pattern(s, h[i], i < N / 2 ? BIG + 1 : BIG + i * 17, i < N / 2 ? i + 1000 : i, want);
+	expect_blobs(s, b, N);
 	scratch_store_close(s);
 	free(src);
-	free(want);
 }
 END_TEST
 
@@ -151,7 +118,7 @@ START_TEST(test_copy_stream_exact)
 	unsigned char *lsrc = malloc(LONG + 16), *ldst = malloc(LONG + 16);
 
 	require(lsrc && ldst);
-	pattern(src, sizeof(src), 1);
+	fill(src, sizeof(src), 1);
 	for (unsigned so = 0; so < 16; so++)
 		for (unsigned d = 0; d < 16; d++)
 			for (size_t n = 16; n <= MAX; n += n < 64 ? 16 : 1) {
@@ -162,7 +129,7 @@ START_TEST(test_copy_stream_exact)
 				if (memcmp(dst, want, sizeof(dst)) != 0)
 					ck_abort_msg("src +%u, dst +%u, %zu bytes", so, d, n);
 			}
-	pattern(lsrc, LONG + 16, 2);
+	fill(lsrc, LONG + 16, 2);
 	memset(ldst, 0, LONG + 16);
 	copy_stream(ldst + 3, lsrc + 5, LONG);
 	require(memcmp(ldst + 3, lsrc + 5, LONG) == 0);

@@ -25,12 +25,6 @@ static int tmpfile_fd(void)
 	return fd;
 }
 
-static void fill(unsigned char *p, size_t n, unsigned seed)
-{
-	for (size_t i = 0; i < n; i++)
-		p[i] = (unsigned char)(i * 131 + seed);
-}
-
 static void expect_file(int fd, uint64_t off, const unsigned char *want, size_t n)
 {
 	unsigned char *got = malloc(n);
