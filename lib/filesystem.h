@@ -75,8 +75,7 @@ struct fs_store {
 
 struct fs_writer {
 	scratch_writer base;
-	unsigned char *buf; /* STAGE_SIZE bytes not yet on disk */
-	size_t len;
+	struct heap_buf stage; /* up to STAGE_SIZE bytes not yet on disk */
 	struct segment *seg; /* a file of its own, once buf first fills */
 	uint64_t on_disk;
 	struct heap_buf mem; /* after a disk failure: everything, in memory */

@@ -1,8 +1,9 @@
 /*
  * fs_writer.c: the streaming writer of the filesystem store.
  *
- * A writer buffers up to STAGE_SIZE bytes; a blob that never outgrows the
- * buffer is put like any other at commit.  Past that, the writer makes a
+ * A writer buffers up to STAGE_SIZE bytes, in a buffer that grows as they
+ * come (a writer of a small blob holds little memory); a blob that never
+ * outgrows the buffer is put like any other at commit.  Past that, the writer makes a
  * segment of its own, preallocated in steps, and writes each full buffer
  * to it (through a lane's channel, io_uring or pwrite), so a blob of any
  * size streams to disk with one buffer of memory.  Nothing is visible
@@ -32,7 +33,7 @@ static void writer_free(struct fs_store *fs, struct fs_writer *w)
 {
 	if (w->seg)
 		segment_put(w->seg);
-	heap_free(&fs->heap, HEAP_NO_CACHE, w->buf);
+	heap_free(&fs->heap, HEAP_NO_CACHE, w->stage.data);
 	heap_free(&fs->heap, HEAP_NO_CACHE, w->mem.data);
 	free(w);
 }
@@ -42,21 +43,22 @@ static void writer_free(struct fs_store *fs, struct fs_writer *w)
  * (then nothing changed). */
 static int writer_to_memory(struct fs_store *fs, struct fs_writer *w)
 {
-	size_t need = w->on_disk + w->len, cap = need > STAGE_SIZE ? need : STAGE_SIZE;
+	size_t need = w->on_disk + w->stage.len, cap = need > STAGE_SIZE ? need : STAGE_SIZE;
 	unsigned char *m = heap_alloc(&fs->heap, HEAP_NO_CACHE, cap);
 
 	if (!m)
 		return -ENOMEM;
 	if (w->on_disk)
 		memcpy(m, w->seg->map, w->on_disk);
-	if (w->len)
-		memcpy(m + w->on_disk, w->buf, w->len);
+	if (w->stage.len)
+		memcpy(m + w->on_disk, w->stage.data, w->stage.len);
 	if (w->seg)
 		segment_put(w->seg);
 	/* A failed write's request may outlive a torn-down ring and still read
-	 * buf, but all it could do is put stale bytes into the file dropped
-	 * just above (the lane keeps its buffers because it reads them back). */
-	heap_free(&fs->heap, HEAP_NO_CACHE, w->buf);
+	 * the buffer, but all it could do is put stale bytes into the file
+	 * dropped just above (the lane keeps its buffers because it reads them
+	 * back). */
+	heap_free(&fs->heap, HEAP_NO_CACHE, w->stage.data);
 	*w = (struct fs_writer){ .base = w->base, .mem = { m, need, cap } };
 	return 0;
 }
@@ -66,21 +68,21 @@ static int writer_spill(struct fs_store *fs, struct fs_writer *w)
 {
 	int err = 0;
 
-	/* After a failed write the kernel may still read buf: no more disk. */
+	/* After a failed write the kernel may still read the buffer: no more disk. */
 	if (w->failed)
 		err = -EIO;
 	else if (!w->seg)
 		err = fs_disk_ok(fs) ? fs_new_segment(fs, WRITER_GROW, true, &w->seg) : -EAGAIN;
-	if (!err && w->on_disk + w->len > w->seg->size) {
+	if (!err && w->on_disk + w->stage.len > w->seg->size) {
 		uint64_t size = w->seg->size * 2;
 
-		if (size < w->on_disk + w->len)
-			size = round_up(w->on_disk + w->len, PAGE);
+		if (size < w->on_disk + w->stage.len)
+			size = round_up(w->on_disk + w->stage.len, PAGE);
 		if ((err = segment_resize(w->seg, size)))
 			fs_disk_failed(fs, err, "fallocate");
 	}
 	if (!err) {
-		struct iovec iov = { w->buf, w->len };
+		struct iovec iov = { w->stage.data, w->stage.len };
 		struct lane *l = fs_lane_lock(fs);
 
 		err = fs_lane_writev(fs, l, w->seg->fd, &iov, 1, w->on_disk);
@@ -92,8 +94,8 @@ static int writer_spill(struct fs_store *fs, struct fs_writer *w)
 		w->failed = true;
 		return writer_to_memory(fs, w);
 	}
-	w->on_disk += w->len;
-	w->len = 0;
+	w->on_disk += w->stage.len;
+	w->stage.len = 0;
 	return 0;
 }
 
@@ -107,22 +109,17 @@ ssize_t fs_writer_write(scratch_writer *base, const void *p, size_t n)
 	size_t left = n;
 
 	while (left && !w->mem.data) {
-		int err = 0;
+		ssize_t k = 0;
 
-		if (!w->buf && !(w->buf = heap_alloc(&fs->heap, HEAP_NO_CACHE, STAGE_SIZE)))
-			err = -ENOMEM;
-		else if (w->len == STAGE_SIZE)
-			err = writer_spill(fs, w);
-		if (err)
-			return left < n ? (ssize_t)(n - left) : err;
-		if (w->mem.data)
-			break;
-		size_t k = left < STAGE_SIZE - w->len ? left : STAGE_SIZE - w->len;
-
-		memcpy(w->buf + w->len, src, k);
-		w->len += k;
+		if (w->stage.len == STAGE_SIZE)
+			k = writer_spill(fs, w);
+		if (k == 0 && !w->mem.data)
+			k = heap_buf_append(&fs->heap, &w->stage, src,
+					    left < STAGE_SIZE - w->stage.len ? left : STAGE_SIZE - w->stage.len);
+		if (k < 0)
+			return left < n ? (ssize_t)(n - left) : k;
 		src += k;
-		left -= k;
+		left -= (size_t)k;
 	}
 	if (left) {
 		ssize_t k = heap_buf_append(&fs->heap, &w->mem, src, left);
@@ -148,13 +145,13 @@ int fs_writer_commit(scratch_writer *base, scratch_handle *out)
 
 	if (!w->seg && !w->mem.data) {
 		/* Never filled its buffer: an ordinary put. */
-		struct iovec iov = { w->buf, w->len };
+		struct iovec iov = { w->stage.data, w->stage.len };
 
-		err = fs_put(s, &iov, 1, w->len, out);
+		err = fs_put(s, &iov, 1, w->stage.len, out);
 		writer_free(fs, w);
 		return err;
 	}
-	if (w->seg && w->len && (err = writer_spill(fs, w))) {
+	if (w->seg && w->stage.len && (err = writer_spill(fs, w))) {
 		writer_free(fs, w);
 		return err;
 	}

@@ -233,6 +233,33 @@ START_TEST(test_writer_fails_over)
 }
 END_TEST
 
+/* Writers of small blobs hold memory for what they hold, not a whole
+ * staging buffer each (STAGE_SIZE: 32 of them would be 32 MiB). */
+START_TEST(test_small_writers_hold_little)
+{
+	enum { WRITERS = 32, SMALL = 100 };
+	scratch_store *s = open_store(_i);
+	scratch_writer *w[WRITERS];
+	struct blob b[WRITERS];
+	unsigned char buf[SMALL];
+	struct scratch_store_stats st0, st1;
+
+	ck_assert_int_eq(scratch_store_stats(s, &st0), 0);
+	for (unsigned i = 0; i < WRITERS; i++) {
+		b[i] = (struct blob){ .n = SMALL, .seed = 40 + i };
+		fill(buf, SMALL, b[i].seed);
+		ck_assert_int_eq(scratch_writer_open(s, &w[i]), 0);
+		ck_assert_int_eq(scratch_writer_write(w[i], buf, SMALL), SMALL);
+	}
+	ck_assert_int_eq(scratch_store_stats(s, &st1), 0);
+	ck_assert_uint_le(st1.heap_bytes, st0.heap_bytes + WRITERS * 64 * 1024);
+	for (unsigned i = 0; i < WRITERS; i++)
+		ck_assert_int_eq(scratch_writer_commit(w[i], &b[i].h), 0);
+	expect_blobs(s, b, WRITERS);
+	scratch_store_close(s);
+}
+END_TEST
+
 static long rss_anon_kib(void)
 {
 	FILE *f = fopen("/proc/self/status", "r");
@@ -341,6 +368,7 @@ static Suite *fs_suite(void)
 	tcase_add_loop_test(tc, test_failed_direct_write_kept, 0, 2);
 	tcase_add_loop_test(tc, test_short_and_retried_completions, 0, 2);
 	tcase_add_loop_test(tc, test_writer_fails_over, 0, 2);
+	tcase_add_loop_test(tc, test_small_writers_hold_little, 0, 2);
 	tcase_add_test(tc, test_data_not_in_heap);
 	tcase_add_test(tc, test_io_uring_blocked);
 	tcase_add_test(tc, test_ring_breaks);
