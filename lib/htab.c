@@ -752,8 +752,9 @@ static void slot_unlink_locked(struct htab *t, struct htab_shard *sh, struct hta
  * Removes that come in handle order, a pipeline dropping its oldest blobs,
  * fetch ahead what the removes to come will touch.  In a table of millions
  * those are cache misses: the slots of handle seq + PREFETCH_SLOT, and the
- * entry of handle seq + PREFETCH_ENTRY (both its lines: the put that reuses
- * the entry writes its small blob line).  The hardware prefetcher does not
+ * entry of handle seq + PREFETCH_ENTRY; and if the blob removed now was a
+ * small one, so probably its neighbours, the entry's small-blob line, which
+ * the put that reuses the entry will write.  The hardware prefetcher does not
  * follow a shard's entries past page boundaries, and it does not skip ahead
  * as far as a cycle of put, read and remove needs.  Removes in any other
  * order, or in a table that fits the cache, fetch nothing: a load of a slot
@@ -765,7 +766,8 @@ static void slot_unlink_locked(struct htab *t, struct htab_shard *sh, struct hta
 #define PREFETCH_ENTRY 8
 #define PREFETCH_SLOT 32
 
-static void prefetch_removes(struct htab_shard *sh, const struct htab_slots *s, uint64_t seq)
+static void prefetch_removes(struct htab_shard *sh, const struct htab_slots *s, uint64_t seq,
+			     bool small)
 {
 	uint64_t word = atomic_load_explicit(&s->slot[slot_home(s, (uint32_t)(seq + PREFETCH_ENTRY))],
 					     memory_order_relaxed);
@@ -774,7 +776,7 @@ static void prefetch_removes(struct htab_shard *sh, const struct htab_slots *s, 
 		struct htab_entry *e = entry_at(sh, (uint32_t)word - 1);
 
 		__builtin_prefetch(e, 1);
-		if (sh->entry_shift > 6)
+		if (small)
 			__builtin_prefetch(entry_small(e), 1);
 	}
 	__builtin_prefetch(&s->slot[slot_home(s, (uint32_t)(seq + PREFETCH_SLOT))], 0);
@@ -796,13 +798,18 @@ int htab_remove(struct htab *t, uint64_t handle)
 
 		if (word == SLOT_EMPTY)
 			break;
-		if (slot_matches(word, seq) &&
-		    atomic_load_explicit(&entry_at(sh, (uint32_t)word - 1)->handle, memory_order_relaxed) == handle) {
+		if (!slot_matches(word, seq))
+			continue;
+		struct htab_entry *e = entry_at(sh, (uint32_t)word - 1);
+
+		if (atomic_load_explicit(&e->handle, memory_order_relaxed) == handle) {
+			bool small = atomic_load_explicit(&e->small_len, memory_order_relaxed) != 0;
+
 			slot_unlink_locked(t, sh, s, i);
 			err = 0;
 			if (s->bits >= PREFETCH_MIN_BITS) {
 				if ((uint32_t)seq == sh->removed_tag + 1)
-					prefetch_removes(sh, s, seq);
+					prefetch_removes(sh, s, seq, small);
 				sh->removed_tag = (uint32_t)seq;
 			}
 			break;
