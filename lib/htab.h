@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "lock.h"
+
 #define HTAB_SHARD_BITS 5
 #define HTAB_SHARDS (1u << HTAB_SHARD_BITS)
 #define HTAB_CHUNKS 26 /* chunk c holds 64 << c entries: 2^32 per shard */
@@ -54,7 +56,7 @@ struct htab_ops {
 
 struct htab_shard {
 	/* What every put and remove touches, in the shard's first line. */
-	_Atomic uint32_t lock;                    /* writers only: 1 held (shard_lock) */
+	scratch_lock lock;                        /* writers only (lock.h) */
 	uint32_t removed_tag;                     /* low 32 bits of the last removed sequence */
 	struct htab_slots *_Atomic slots;         /* published with release */
 	uint64_t next_seq;                        /* next handle's sequence number */
