@@ -486,7 +486,7 @@ static void fs_release(void *ctx, struct htab_entry *e, unsigned shard)
 	struct segment *seg = e->backing;
 
 	if (!seg) {
-		heap_free(&fs->heap, (int)shard, (void *)e->data);
+		heap_free(&fs->heap, heap_cache(shard, e->size), (void *)e->data);
 		return;
 	}
 	/* Staged bytes not yet written may still be on their way to disk. */

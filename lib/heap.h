@@ -1,10 +1,9 @@
 /*
  * heap.h: where a store keeps blob bytes in memory (design: heap.c).
  *
- * A heap is a private jemalloc arena plus one private thread cache per table
- * shard; built with -Dallocator=malloc it is plain malloc.  `cache` names
- * the cache to use: a shard number (its lock must be held, since a cache
- * serves one thread at a time) or HEAP_NO_CACHE (any thread, any time).
+ * A heap is a private jemalloc arena plus private thread caches; built with
+ * -Dallocator=malloc it is plain malloc.  `cache` names the cache to use:
+ * HEAP_NO_CACHE, or what heap_cache() gives for a block of a table shard.
  */
 #ifndef SCRATCH_HEAP_H
 #define SCRATCH_HEAP_H
@@ -16,18 +15,33 @@
 #include <sys/types.h>
 
 #include "htab.h"
+#include "lock.h"
 
 #define HEAP_NO_CACHE (-1)
+#define HEAP_GROUP_MIN 2048u /* blocks from this size up use the group's cache */
+#define HEAP_GROUPS (HTAB_SHARDS / HTAB_GROUP_SHARDS)
+#define HEAP_CACHES (HTAB_SHARDS + HEAP_GROUPS)
+
+/* The cache for a block of n bytes of table shard `shard`: below
+ * HEAP_GROUP_MIN the shard's own, whose lock the caller must hold; from
+ * there up that of the shard's put group, which the heap locks itself. */
+static inline int heap_cache(unsigned shard, size_t n)
+{
+	return n < HEAP_GROUP_MIN ? (int)shard : (int)(HTAB_SHARDS + shard / HTAB_GROUP_SHARDS);
+}
 
 struct heap {
+	struct {
+		scratch_lock lock; /* a jemalloc tcache serves one thread at a time */
+	} __attribute__((aligned(64))) groups[HEAP_GROUPS];
+	unsigned tcache[HEAP_CACHES];
+	unsigned ncaches; /* all made, or 0: jemalloc had too few (heap.c) */
 	unsigned arena;
-	unsigned tcache[HTAB_SHARDS];
-	unsigned ntcaches;
 	bool arena_made;
 	_Atomic uint64_t bytes; /* malloc build only: what blobs hold */
 };
 
-/* 0 or -ENOMEM (then heap_close() frees what was made). */
+/* On zeroed memory: 0 or -ENOMEM (then heap_close() frees what was made). */
 int heap_open(struct heap *h);
 void heap_close(struct heap *h);
 

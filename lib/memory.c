@@ -4,10 +4,11 @@
  * A blob of HTAB_SMALL_MAX (64) bytes or less is kept in its table entry:
  * no allocation at all, and readers copy it without touching a reference
  * count (htab_lookup).  Other blob bytes live in the store's heap (heap.c:
- * a private jemalloc arena with one private tcache per table shard):
+ * a private jemalloc arena with private tcaches):
  * - a blob up to CACHE_MAX is allocated and copied between htab_reserve and
- *   htab_publish, under its shard's lock, with that shard's cache; the
- *   release callback frees it under the same lock into the same cache;
+ *   htab_publish, under its shard's lock, with the cache heap_cache() names
+ *   for its shard and size; the release callback frees it into the same
+ *   cache;
  * - larger blobs (over CACHE_MAX) are allocated and copied before the shard
  *   is locked, with no cache, so a long copy never holds a shard;
  * - once the store's blobs of STREAM_MIN or more hold STREAM_LIVE_MIN
@@ -146,7 +147,7 @@ static int memory_put(scratch_store *s, const struct iovec *iov, int iovcnt, siz
 		}
 	} else {
 		if (!data) {
-			data = heap_alloc(&m->heap, (int)htab_shard_of(e->handle), total);
+			data = heap_alloc(&m->heap, heap_cache(htab_shard_of(e->handle), total), total);
 			if (!data) {
 				htab_cancel(&s->table, e);
 				return -ENOMEM;
@@ -167,7 +168,7 @@ static void memory_release(void *ctx, struct htab_entry *e, unsigned shard)
 	struct memory_store *m = ctx;
 
 	count_big(m, e->size, false);
-	heap_free(&m->heap, (int)shard, (void *)e->data);
+	heap_free(&m->heap, heap_cache(shard, e->size), (void *)e->data);
 }
 
 static void memory_destroy(void *ctx)

@@ -225,15 +225,18 @@ START_TEST(test_writer)
 END_TEST
 
 /* Threads put, read, verify and remove their own blobs, and read each
- * other's, which may be removed under them: what they get must be whole. */
-enum { MT_THREADS = 4, MT_ROUNDS = 20000 };
+ * other's, which may be removed under them: what they get must be whole.
+ * Sizes cover every way a blob is kept (in its entry, a shard's cache, a
+ * put group's cache), and there are more threads than put groups, so
+ * threads share the group caches. */
+enum { MT_THREADS = 6, MT_ROUNDS = 20000 };
 static scratch_store *mt_store;
 static _Atomic scratch_handle mt_recent[MT_THREADS];
 
 static void *mt_thread(void *arg)
 {
 	unsigned id = (unsigned)(uintptr_t)arg;
-	unsigned char buf[300], got[300];
+	unsigned char buf[6000], got[6000];
 
 	for (unsigned r = 0; r < MT_ROUNDS; r++) {
 		size_t n = 1 + (r * 37 + id) % sizeof(buf);
@@ -259,6 +262,31 @@ static void *mt_thread(void *arg)
 	}
 	return NULL;
 }
+
+/* More stores than jemalloc has thread caches for (36 a store, 4096 in
+ * all) all work: the later ones go without caches. */
+START_TEST(test_many_stores)
+{
+	enum { STORES = 300 };
+	static const size_t sizes[] = { 100, 4096 };
+	scratch_store **s = calloc(STORES, sizeof(*s));
+
+	require(s != NULL);
+	for (unsigned i = 0; i < STORES; i++)
+		ck_assert_int_eq(scratch_memory_new(&s[i]), 0);
+	for (unsigned i = 0; i < STORES; i++) {
+		for (unsigned k = 0; k < 2; k++) {
+			struct blob b = put_seeded(s[i], i * 2 + k, sizes[k]);
+
+			expect_blob(s[i], &b);
+			ck_assert_int_eq(scratch_remove(s[i], b.h), 0);
+		}
+	}
+	for (unsigned i = 0; i < STORES; i++)
+		scratch_store_close(s[i]);
+	free(s);
+}
+END_TEST
 
 START_TEST(test_threads)
 {
@@ -286,6 +314,7 @@ int main(void)
 	tcase_add_test(tc, test_readers_outlive_remove_and_close);
 	tcase_add_test(tc, test_putv_and_batch);
 	tcase_add_test(tc, test_writer);
+	tcase_add_test(tc, test_many_stores);
 	tcase_add_test(tc, test_threads);
 	suite_add_tcase(s, tc);
 
