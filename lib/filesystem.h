@@ -76,7 +76,7 @@ struct fs_store {
 struct fs_writer {
 	scratch_writer base;
 	struct heap_buf stage; /* up to STAGE_SIZE bytes not yet on disk */
-	struct segment *seg; /* a file of its own, once buf first fills */
+	struct segment *seg; /* a file of its own, once the buffer first fills */
 	uint64_t on_disk;
 	struct heap_buf mem; /* after a disk failure: everything, in memory */
 	bool failed;         /* the disk failed: the rest goes to memory */

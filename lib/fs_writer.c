@@ -3,10 +3,10 @@
  *
  * A writer buffers up to STAGE_SIZE bytes, in a buffer that grows as they
  * come (a writer of a small blob holds little memory); a blob that never
- * outgrows the buffer is put like any other at commit.  Past that, the writer makes a
- * segment of its own, preallocated in steps, and writes each full buffer
- * to it (through a lane's channel, io_uring or pwrite), so a blob of any
- * size streams to disk with one buffer of memory.  Nothing is visible
+ * outgrows the buffer is put like any other at commit.  Past that, the
+ * writer makes a segment of its own, preallocated in steps, and writes each
+ * full buffer to it (through a lane's channel, io_uring or pwrite), so a
+ * blob of any size streams to disk with one buffer of memory.  Nothing is visible
  * until commit, which trims the file and publishes it; abort unlinks it.
  * If the disk fails part-way, what is on disk (written, so safe to read
  * through the mapping) and the buffer move to memory, where the rest
