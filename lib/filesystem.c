@@ -485,8 +485,9 @@ static void fs_release(void *ctx, struct htab_entry *e, unsigned shard)
 	struct fs_store *fs = ctx;
 	struct segment *seg = e->backing;
 
+	(void)shard; /* heap blobs here were made without a cache: freed so too */
 	if (!seg) {
-		heap_free(&fs->heap, heap_cache(shard, e->size), (void *)e->data);
+		heap_free(&fs->heap, HEAP_NO_CACHE, (void *)e->data);
 		return;
 	}
 	/* Staged bytes not yet written may still be on their way to disk. */

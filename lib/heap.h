@@ -18,15 +18,20 @@
 #include "lock.h"
 
 #define HEAP_NO_CACHE (-1)
-#define HEAP_GROUP_MIN 2048u /* blocks from this size up use the group's cache */
+#define HEAP_GROUP_MIN 2048u         /* blocks from this size up use the group's cache */
+#define HEAP_CACHE_MAX (16u * 1024)  /* larger blocks use no cache */
 #define HEAP_GROUPS (HTAB_SHARDS / HTAB_GROUP_SHARDS)
 #define HEAP_CACHES (HTAB_SHARDS + HEAP_GROUPS)
 
 /* The cache for a block of n bytes of table shard `shard`: below
- * HEAP_GROUP_MIN the shard's own, whose lock the caller must hold; from
- * there up that of the shard's put group, which the heap locks itself. */
+ * HEAP_GROUP_MIN the shard's own, whose lock the caller must hold; up to
+ * HEAP_CACHE_MAX that of the shard's put group, which the heap locks
+ * itself; above, none (a large block would hold the group's lock through
+ * jemalloc's slow paths, and sit in a cache it is never taken from). */
 static inline int heap_cache(unsigned shard, size_t n)
 {
+	if (n > HEAP_CACHE_MAX)
+		return HEAP_NO_CACHE;
 	return n < HEAP_GROUP_MIN ? (int)shard : (int)(HTAB_SHARDS + shard / HTAB_GROUP_SHARDS);
 }
 

@@ -5,12 +5,12 @@
  * no allocation at all, and readers copy it without touching a reference
  * count (htab_lookup).  Other blob bytes live in the store's heap (heap.c:
  * a private jemalloc arena with private tcaches):
- * - a blob up to CACHE_MAX is allocated and copied between htab_reserve and
+ * - a blob up to HEAP_CACHE_MAX is allocated and copied between htab_reserve and
  *   htab_publish, under its shard's lock, with the cache heap_cache() names
  *   for its shard and size; the release callback frees it into the same
  *   cache;
- * - larger blobs (over CACHE_MAX) are allocated and copied before the shard
- *   is locked, with no cache, so a long copy never holds a shard;
+ * - larger blobs are allocated and copied before the shard is locked, with
+ *   no cache, so a long copy never holds a shard;
  * - once the store's blobs of STREAM_MIN or more hold STREAM_LIVE_MIN
  *   bytes, the parts of STREAM_MIN or more of a new such blob (the whole
  *   blob, for scratch_put) are copied with streaming stores (copy_stream).
@@ -25,7 +25,6 @@
 
 #include "backend.h"
 
-#define CACHE_MAX (16u * 1024) /* larger blobs bypass the shard caches */
 #define STREAM_MIN (1u << 20)
 #define STREAM_LIVE_MIN (64ull << 20)
 
@@ -125,7 +124,7 @@ static int memory_put(scratch_store *s, const struct iovec *iov, int iovcnt, siz
 	struct htab_entry *e;
 	int err;
 
-	if (total > CACHE_MAX) {
+	if (total > HEAP_CACHE_MAX) {
 		data = heap_alloc(&m->heap, HEAP_NO_CACHE, total);
 		if (!data)
 			return -ENOMEM;

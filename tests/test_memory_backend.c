@@ -45,8 +45,8 @@ START_TEST(test_heap_follows_blobs)
 }
 END_TEST
 
-/* Small blobs go through the per-shard caches, large ones around them;
- * both kinds, put from several shards, read back intact. */
+/* Small blobs go through the caches (a shard's, a put group's), large ones
+ * around them; all kinds, put from several shards, read back intact. */
 START_TEST(test_small_and_large_round_trip)
 {
 	static const size_t sizes[] = { 1, 100, 16 * 1024, 16 * 1024 + 1, 100000 };
@@ -185,6 +185,39 @@ START_TEST(test_freed_blobs_reused)
 	free(buf);
 }
 END_TEST
+
+/* A heap that jemalloc cannot give all its caches runs without any and
+ * gives back those it got: once the heaps that hold caches close, a new
+ * heap has them again. */
+START_TEST(test_heap_caches_run_out)
+{
+	enum { HEAPS = 200 }; /* x HEAP_CACHES > jemalloc's 4096 tcaches */
+	struct heap *h = calloc(HEAPS, sizeof(*h));
+	unsigned with = 0;
+
+	require(h != NULL);
+	for (unsigned i = 0; i < HEAPS; i++) {
+		require(heap_open(&h[i]) == 0);
+		require(h[i].ncaches == 0 || h[i].ncaches == HEAP_CACHES);
+		with += h[i].ncaches != 0;
+		void *p = heap_alloc(&h[i], heap_cache(0, 4096), 4096);
+
+		require(p != NULL);
+		memset(p, 1, 4096);
+		heap_free(&h[i], heap_cache(0, 4096), p);
+	}
+	ck_assert_uint_gt(with, 0);
+	ck_assert_uint_lt(with, HEAPS);
+	for (unsigned i = 0; i < HEAPS; i++)
+		heap_close(&h[i]);
+	struct heap again = { 0 };
+
+	require(heap_open(&again) == 0);
+	ck_assert_uint_eq(again.ncaches, HEAP_CACHES);
+	heap_close(&again);
+	free(h);
+}
+END_TEST
 #endif
 
 int main(void)
@@ -199,6 +232,7 @@ int main(void)
 	tcase_add_test(tc, test_large_blobs_streamed);
 #if SCRATCH_WITH_JEMALLOC
 	tcase_add_test(tc, test_freed_blobs_reused);
+	tcase_add_test(tc, test_heap_caches_run_out);
 #endif
 	suite_add_tcase(s, tc);
 	return run_suite(s);
