@@ -17,10 +17,11 @@
  *   from one cache back to the arena and on to another.  jemalloc keeps
  *   blocks of 4, 8 and 12 KiB one to a slab and of 2, 6, 10 and 14 KiB two
  *   (arenas.bin.<i>.nregs), so such trips tore slabs down and built them
- *   up: 1,200 instructions per 4 KiB allocation.  In the group's cache a free is the next put's allocation.
- *   4 KiB put, read and remove, 1 thread: +57% with 64 live, +6-10% with
- *   1k live; smaller blocks, many to a slab, gained less than the extra lock
- *   cost them (256 B: -14%), so they keep the shard's cache.
+ *   up: 1,200 instructions per 4 KiB allocation.  In the group's cache a
+ *   free is the next put's allocation.  4 KiB put, read and remove, 1
+ *   thread: +57% with 64 live, +6-10% with 1k live; smaller blocks, many to
+ *   a slab, gained less than the extra lock cost them (256 B: -14%), so
+ *   they keep the shard's cache.
  * - jemalloc makes at most 4096 caches in all.  A heap that cannot have its
  *   HEAP_CACHES gives back those it got and goes without, slower but whole,
  *   rather than failing the store.

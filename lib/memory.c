@@ -5,10 +5,10 @@
  * no allocation at all, and readers copy it without touching a reference
  * count (htab_lookup).  Other blob bytes live in the store's heap (heap.c:
  * a private jemalloc arena with private tcaches):
- * - a blob up to HEAP_CACHE_MAX is allocated and copied between htab_reserve and
- *   htab_publish, under its shard's lock, with the cache heap_cache() names
- *   for its shard and size; the release callback frees it into the same
- *   cache;
+ * - a blob up to HEAP_CACHE_MAX is allocated and copied between
+ *   htab_reserve and htab_publish, under its shard's lock, with the cache
+ *   heap_cache() names for its shard and size; the release callback frees
+ *   it into the same cache;
  * - larger blobs are allocated and copied before the shard is locked, with
  *   no cache, so a long copy never holds a shard;
  * - once the store's blobs of STREAM_MIN or more hold STREAM_LIVE_MIN
