@@ -744,15 +744,17 @@ int htab_remove(struct htab *t, uint64_t handle)
 		struct htab_entry *e = entry_at(sh, (uint32_t)word - 1);
 
 		if (atomic_load_explicit(&e->handle, memory_order_relaxed) == handle) {
-			bool small = atomic_load_explicit(&e->small_len, memory_order_relaxed) != 0;
+			bool big = s->bits >= PREFETCH_MIN_BITS;
+			bool ahead = big && (uint32_t)seq == sh->removed_tag + 1;
+			/* Read before the unlink, which may release e. */
+			bool small = ahead && atomic_load_explicit(&e->small_len, memory_order_relaxed) != 0;
 
 			slot_unlink_locked(t, sh, s, i);
 			err = 0;
-			if (s->bits >= PREFETCH_MIN_BITS) {
-				if ((uint32_t)seq == sh->removed_tag + 1)
-					prefetch_removes(sh, s, seq, small);
+			if (ahead)
+				prefetch_removes(sh, s, seq, small);
+			if (big)
 				sh->removed_tag = (uint32_t)seq;
-			}
 			break;
 		}
 	}
