@@ -659,10 +659,11 @@ void htab_put(struct htab *t, struct htab_entry *e)
 		t->ops->destroy(t->ctx);
 }
 
-/* Unlinks the live entry in slot i of sh (locked). */
-static void slot_unlink_locked(struct htab *t, struct htab_shard *sh, struct htab_slots *s, uint32_t i)
+/* Unlinks the live entry in slot i of sh (locked); returns its size. */
+static uint64_t slot_unlink_locked(struct htab *t, struct htab_shard *sh, struct htab_slots *s, uint32_t i)
 {
 	struct htab_entry *e = entry_at(sh, (uint32_t)atomic_load_explicit(&s->slot[i], memory_order_relaxed) - 1);
+	uint64_t size = e->size;
 
 	/* If the next slot is empty, no probe continues past i: empty it and
 	 * the tombstones before it instead of leaving a tombstone.  Release
@@ -681,12 +682,13 @@ static void slot_unlink_locked(struct htab *t, struct htab_shard *sh, struct hta
 	}
 	sh->nlive--;
 	atomic_store_explicit(&sh->live, sh->nlive, memory_order_relaxed);
-	atomic_store_explicit(&sh->bytes, atomic_load_explicit(&sh->bytes, memory_order_relaxed) - e->size,
+	atomic_store_explicit(&sh->bytes, atomic_load_explicit(&sh->bytes, memory_order_relaxed) - size,
 			      memory_order_relaxed);
 	/* acq_rel: release orders our use of e before a reader's free of it;
 	 * acquire orders readers' uses before our release of it. */
 	if (atomic_fetch_sub_explicit(&e->refs, HTAB_LINKED | 1u, memory_order_acq_rel) == (HTAB_LINKED | 1u))
 		entry_release_locked(t, sh, e);
+	return size;
 }
 
 /*
@@ -723,7 +725,7 @@ static void prefetch_removes(struct htab_shard *sh, const struct htab_slots *s, 
 	__builtin_prefetch(&s->slot[slot_home(s, (uint32_t)(seq + PREFETCH_SLOT))], 0);
 }
 
-int htab_remove(struct htab *t, uint64_t handle)
+int htab_remove(struct htab *t, uint64_t handle, uint64_t *size)
 {
 	uint64_t seq = handle_seq(handle);
 	struct htab_shard *sh = &t->shards[htab_shard_of(handle)];
@@ -749,7 +751,10 @@ int htab_remove(struct htab *t, uint64_t handle)
 			/* Read before the unlink, which may release e. */
 			bool small = ahead && atomic_load_explicit(&e->small_len, memory_order_relaxed) != 0;
 
-			slot_unlink_locked(t, sh, s, i);
+			uint64_t n = slot_unlink_locked(t, sh, s, i);
+
+			if (size)
+				*size = n;
 			err = 0;
 			if (ahead)
 				prefetch_removes(sh, s, seq, small);

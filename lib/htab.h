@@ -112,8 +112,9 @@ void htab_set_small(struct htab_entry *e, const void *p, size_t n);
 int htab_lookup(struct htab *t, uint64_t handle, struct htab_entry **out, void *buf, size_t *len);
 void htab_put(struct htab *t, struct htab_entry *e);
 
-/* 0 or SCRATCH_ENOTFOUND. */
-int htab_remove(struct htab *t, uint64_t handle);
+/* 0, with the blob's size in *size unless size is NULL, or
+ * SCRATCH_ENOTFOUND. */
+int htab_remove(struct htab *t, uint64_t handle, uint64_t *size);
 
 /* Unlinks every handle; ops->destroy runs once the last entry is released
  * (maybe before this returns).  Nothing may use t after this but htab_put. */

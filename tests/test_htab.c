@@ -153,10 +153,10 @@ START_TEST(test_insert_lookup_remove)
 	expect_found(f, h);
 	expect_missing(f, 0);
 	expect_missing(f, h + HTAB_SHARDS); /* same shard, never issued */
-	require(htab_remove(&f->table, h) == 0);
+	require(htab_remove(&f->table, h, NULL) == 0);
 	expect_missing(f, h);
-	require(htab_remove(&f->table, h) == SCRATCH_ENOTFOUND);
-	require(htab_remove(&f->table, 0) == SCRATCH_ENOTFOUND);
+	require(htab_remove(&f->table, h, NULL) == SCRATCH_ENOTFOUND);
+	require(htab_remove(&f->table, 0, NULL) == SCRATCH_ENOTFOUND);
 	require(atomic_load(&f->released) == 1);
 	htab_close(&f->table);
 	require(atomic_load(&f->destroyed) == 1);
@@ -197,7 +197,7 @@ START_TEST(test_grow_shrink_unique)
 	 * (prefetch_removes) as they go. */
 	for (size_t i = 0; i < N; i++)
 		if (i % 16)
-			require(htab_remove(&f->table, h[i]) == 0);
+			require(htab_remove(&f->table, h[i], NULL) == 0);
 	for (size_t i = 0; i < N; i++) {
 		if (i % 16)
 			expect_missing(f, h[i]);
@@ -232,7 +232,7 @@ START_TEST(test_refs_outlive_remove_and_close)
 
 	require(htab_acquire(&f->table, a, &ea) == 0);
 	require(htab_acquire(&f->table, b, &eb) == 0);
-	require(htab_remove(&f->table, a) == 0);
+	require(htab_remove(&f->table, a, NULL) == 0);
 	require(atomic_load(&f->released) == 0);
 	expect_missing(f, a);
 	htab_close(&f->table);
@@ -294,7 +294,7 @@ static void *stress_thread(void *arg)
 
 		if (keep[k]) {
 			expect_found(f, keep[k]);
-			require(htab_remove(&f->table, keep[k]) == 0);
+			require(htab_remove(&f->table, keep[k], NULL) == 0);
 			expect_missing(f, keep[k]);
 		}
 		keep[k] = insert(f);
@@ -307,7 +307,7 @@ static void *stress_thread(void *arg)
 	}
 	for (unsigned k = 0; k < STRESS_KEEP; k++)
 		if (keep[k])
-			require(htab_remove(&f->table, keep[k]) == 0);
+			require(htab_remove(&f->table, keep[k], NULL) == 0);
 	return (void *)found;
 }
 
@@ -443,7 +443,7 @@ static void *remove_one(void *arg)
 {
 	struct remover *r = arg;
 
-	r->err = htab_remove(&r->f->table, r->h);
+	r->err = htab_remove(&r->f->table, r->h, NULL);
 	atomic_store(&r->done, 1);
 	return NULL;
 }
