@@ -223,17 +223,85 @@ struct scratch_metrics_snapshot {
 	double seconds[3][2];   /* summed durations, same indexing */
 };
 
-/* Metrics for observed stores (the counterpart of Loki's Metrics).
- * Returns 0, -EINVAL, -ENOMEM; -ENOTSUP until metrics are implemented. */
+/*
+ * Metrics for observed stores, the counterpart of Loki's Metrics:
+ * - loki_scratch_store_handles, loki_scratch_store_bytes: gauges of the
+ *   handles and blob bytes in the stores observed with these metrics;
+ * - loki_scratch_store_requests_seconds: a histogram of the time each Put,
+ *   Read and Remove took, by operation and result (success or error; a read
+ *   or remove of an unknown handle is an error).
+ * One metrics object may observe many stores, from many threads; each
+ * thread counts into one of a few stripes, so observing costs two clock
+ * reads and a handful of uncontended atomic adds per operation.
+ *
+ * Returns 0, -EINVAL (out NULL), -ENOMEM. */
 SCRATCH_API int scratch_metrics_new(scratch_metrics **out);
+
+/* Unregisters m (scratch_metrics_unregister) and gives it up.  Stores still
+ * observed with m keep counting into it until they close, and the memory
+ * goes with the last of them, so this may come before or after closing
+ * them.  NULL is a no-op. */
 SCRATCH_API void scratch_metrics_free(scratch_metrics *m);
 
-/* m == NULL: *out = inner, nothing is wrapped.  Otherwise *out wraps inner
- * and owns it: closing *out closes inner. */
+/* m == NULL: *out = inner, nothing is wrapped.  Otherwise *out is a new
+ * store that wraps inner and owns it: every call on *out is passed to inner
+ * and counted in m, and closing *out closes inner.  Use only *out from then
+ * on (calls made on inner directly are not counted).  Blobs already in
+ * inner count in the gauges from now; the gauges lose what *out still holds
+ * when it closes.  On an observed store, a committed writer (timed over its
+ * writes and its commit), a putv and each blob of a batch count as a Put;
+ * an aborted writer counts as nothing.
+ * Returns 0; -EINVAL (inner or out NULL, or m attached read-only, see
+ * scratch_metrics_attach); -ENOMEM. */
 SCRATCH_API int scratch_observe(scratch_metrics *m, scratch_store *inner, scratch_store **out);
+
+/* The current figures.  handles and bytes sum the observed stores; ops
+ * counts the calls, and seconds their summed durations.
+ * Returns 0 or -EINVAL (m or out NULL). */
 SCRATCH_API int scratch_metrics_snapshot(const scratch_metrics *m,
 					 struct scratch_metrics_snapshot *out);
+
+/* Writes the metrics to fd in the Prometheus text exposition format
+ * (version 0.0.4): the two gauges, then the histogram with the labels
+ * operation="Put|Read|Remove" and result="success|error" (all six series,
+ * also those still at zero) and buckets from 1 us to 10 s.  Serve it from a
+ * /metrics handler, or write it to a node_exporter textfile.
+ * Returns 0; -EINVAL (m NULL, fd < 0); -errno of a failed write (EINTR and
+ * short writes are retried); -ENOMEM. */
 SCRATCH_API int scratch_metrics_write_prometheus(const scratch_metrics *m, int fd);
+
+/*
+ * Registration: making metrics visible to other processes, such as
+ * tools/scratchstat or an exporter, and hiding them again (the counterpart
+ * of Loki's Register and Unregister).
+ *
+ * The counters of every metrics object live in a file of the registry
+ * directory, $SCRATCH_METRICS_DIR if set, else /dev/shm (a tmpfs: nothing
+ * goes to disk).  The file has no name until it is registered:
+ * registering links it as `scratch-<pid>-<name>.metrics`, unregistering
+ * unlinks it.  Other processes open such a file with scratch_metrics_attach
+ * and read it live.  A process that dies leaves its files behind;
+ * `scratchstat` shows them as stale (their pid is gone) and
+ * `scratchstat --clean` removes them.
+ */
+
+/* Registers m under name: 1 to 64 characters of [A-Za-z0-9_.-].  A metrics
+ * object has at most one name at a time.
+ * Returns 0; -EINVAL (m NULL or read-only, a bad name); -EEXIST (this
+ * process already registered that name); -EBUSY (m is registered);
+ * -ENOTSUP (m's counters could not be put in the registry directory when
+ * it was made, e.g. no /dev/shm); -errno of the link. */
+SCRATCH_API int scratch_metrics_register(scratch_metrics *m, const char *name);
+
+/* Hides m again.  Returns 0, or -EINVAL (m NULL or not registered). */
+SCRATCH_API int scratch_metrics_unregister(scratch_metrics *m);
+
+/* A read-only view of the metrics registered at path (a registry file, as
+ * listed by scratchstat), live: snapshot and write_prometheus read the
+ * owner's current counters.  Free it with scratch_metrics_free.
+ * Returns 0; -EINVAL (path or out NULL, or not a metrics file of this
+ * version); -errno of open or mmap. */
+SCRATCH_API int scratch_metrics_attach(const char *path, scratch_metrics **out);
 
 #ifdef __cplusplus
 }

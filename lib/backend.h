@@ -23,6 +23,14 @@
 #include "htab.h"
 #include "scratch.h"
 
+/* Internal statistics (the observed store's gauges start from them). */
+struct scratch_store_stats {
+	uint64_t handles;      /* live handles */
+	uint64_t bytes;        /* their bytes */
+	uint64_t heap_bytes;   /* bytes held by the backend's heap */
+	uint64_t table_bytes;  /* slot arrays and entry pools */
+};
+
 struct scratch_backend {
 	const char *name;
 	/* Stores the concatenation of iov (total bytes) as one new blob.
@@ -47,6 +55,14 @@ struct scratch_backend {
 	int (*flush)(scratch_store *s);
 	/* Bytes the backend holds in its heap (e.g. its jemalloc arena). */
 	uint64_t (*heap_bytes)(scratch_store *s);
+	/* An observed store's (observe.c), which has no table of its own and
+	 * passes these on; NULL in a backend that keeps its blobs, whose
+	 * reads, removes, batches and statistics store.c takes from its table. */
+	int (*read)(scratch_store *s, scratch_handle h, scratch_reader **out);
+	int (*remove)(scratch_store *s, scratch_handle h, uint64_t *size);
+	int (*put_batch)(scratch_store *s, const struct iovec *blobs, size_t n, size_t total,
+			 scratch_handle *out);
+	int (*stats)(scratch_store *s, struct scratch_store_stats *out);
 	/* The table's callbacks (htab_ops) for this backend. */
 	struct htab_ops table_ops;
 };
@@ -60,15 +76,13 @@ struct scratch_writer {
 	scratch_store *store;
 };
 
-/* Internal statistics, surfaced later by metrics and scratchstat. */
-struct scratch_store_stats {
-	uint64_t handles;      /* live handles */
-	uint64_t bytes;        /* their bytes */
-	uint64_t heap_bytes;   /* bytes held by the backend's heap */
-	uint64_t table_bytes;  /* slot arrays and entry pools */
-};
-
+/* store.c: the public calls past their checks, for observe.c to pass on. */
+int store_read(scratch_store *s, scratch_handle h, scratch_reader **out);
+int store_remove(scratch_store *s, scratch_handle h, uint64_t *size);
+int store_put_batch(scratch_store *s, const struct iovec *blobs, size_t n, size_t total,
+		    scratch_handle *out);
 int scratch_store_stats(scratch_store *s, struct scratch_store_stats *out);
+
 
 /* Copies the concatenation of iov[0..iovcnt) to dst. */
 static inline void copy_iov(unsigned char *dst, const struct iovec *iov, int iovcnt)

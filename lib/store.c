@@ -124,6 +124,26 @@ int scratch_putv(scratch_store *s, const struct iovec *iov, int iovcnt, scratch_
 	return s->backend->put(s, iov, iovcnt, total, out);
 }
 
+int store_put_batch(scratch_store *s, const struct iovec *blobs, size_t n, size_t total,
+		    scratch_handle *out)
+{
+	if (s->backend->put_batch)
+		return s->backend->put_batch(s, blobs, n, total, out);
+	for (size_t i = 0; i < n; i++) {
+		int err = s->backend->put(s, &blobs[i], 1, blobs[i].iov_len, &out[i]);
+
+		if (err) {
+			/* All or none: take back what went in. */
+			while (i-- > 0) {
+				(void)htab_remove(&s->table, out[i], NULL);
+				out[i] = SCRATCH_INVALID_HANDLE;
+			}
+			return err;
+		}
+	}
+	return 0;
+}
+
 int scratch_put_batch(scratch_store *s, const struct iovec *blobs, size_t n, scratch_handle *out)
 {
 	size_t total;
@@ -138,18 +158,14 @@ int scratch_put_batch(scratch_store *s, const struct iovec *blobs, size_t n, scr
 	err = iov_total(blobs, n, &total);
 	if (err)
 		return err;
-	for (size_t i = 0; i < n; i++) {
-		err = s->backend->put(s, &blobs[i], 1, blobs[i].iov_len, &out[i]);
-		if (err) {
-			/* All or none: take back what went in. */
-			while (i-- > 0) {
-				(void)htab_remove(&s->table, out[i]);
-				out[i] = SCRATCH_INVALID_HANDLE;
-			}
-			return err;
-		}
-	}
-	return 0;
+	return store_put_batch(s, blobs, n, total, out);
+}
+
+int store_read(scratch_store *s, scratch_handle h, scratch_reader **out)
+{
+	if (__builtin_expect(s->backend->read != NULL, 0))
+		return s->backend->read(s, h, out);
+	return scratch_reader_open(s, h, out);
 }
 
 int scratch_read(scratch_store *s, scratch_handle h, scratch_reader **out)
@@ -159,14 +175,21 @@ int scratch_read(scratch_store *s, scratch_handle h, scratch_reader **out)
 	*out = NULL;
 	if (!s)
 		return -EINVAL;
-	return scratch_reader_open(s, h, out);
+	return store_read(s, h, out);
+}
+
+int store_remove(scratch_store *s, scratch_handle h, uint64_t *size)
+{
+	if (__builtin_expect(s->backend->remove != NULL, 0))
+		return s->backend->remove(s, h, size);
+	return htab_remove(&s->table, h, size);
 }
 
 int scratch_remove(scratch_store *s, scratch_handle h)
 {
 	if (!s)
 		return -EINVAL;
-	return htab_remove(&s->table, h);
+	return store_remove(s, h, NULL);
 }
 
 int scratch_writer_open(scratch_store *s, scratch_writer **out)
@@ -215,6 +238,8 @@ int scratch_store_stats(scratch_store *s, struct scratch_store_stats *out)
 
 	if (!s || !out)
 		return -EINVAL;
+	if (s->backend->stats)
+		return s->backend->stats(s, out);
 	htab_stats(&s->table, &t);
 	out->handles = t.live;
 	out->bytes = t.bytes;

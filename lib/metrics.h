@@ -1,0 +1,36 @@
+/*
+ * metrics.h: what an observed store (observe.c) counts into a metrics
+ * object (metrics.c).
+ */
+#ifndef SCRATCH_METRICS_H
+#define SCRATCH_METRICS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "scratch.h"
+
+static inline uint64_t metrics_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Counts n operations that took ns nanoseconds in all, each succeeding if
+ * err is 0. */
+void metrics_count(scratch_metrics *m, enum scratch_op op, int err, uint64_t ns, uint64_t n);
+
+/* Moves the gauges by handles and bytes. */
+void metrics_gauges(scratch_metrics *m, int64_t handles, int64_t bytes);
+
+/* False for a read-only view (scratch_metrics_attach). */
+bool metrics_writable(const scratch_metrics *m);
+
+/* An observed store holds a reference on its metrics. */
+void metrics_hold(scratch_metrics *m);
+void metrics_drop(scratch_metrics *m);
+
+#endif
