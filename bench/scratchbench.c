@@ -9,6 +9,9 @@
  *                  write path), in its own directory
  *   store-pwrite   the same with SCRATCH_IO=pwrite (set before the store is
  *                  made; the library reads it at store creation)
+ *   observed       a memory store observed with metrics (scratch_observe):
+ *                  against memory, what counting costs.  Only when asked
+ *                  for with --targets.
  * Baselines (bench/baseline_map.h, bench/baseline_files.h):
  *   map            malloc + memcpy + a chained hash map behind one mutex
  *   files          a file per blob, Loki's way: open(O_CREAT|O_EXCL) +
@@ -89,7 +92,7 @@
  *                      its own)
  *   --workloads put,read,view,remove,mixed,loki    (default all)
  *   --targets memory,store-uring,store-pwrite,map,...  stores and baselines
- *                      to run (default all; at least one store)
+ *                      to run (default all but observed; at least one store)
  *   --reps R           timed reps (default 5)
  *   --ms MS            time budget of a put, read, view or mixed rep
  *                      (default 300)
@@ -141,13 +144,14 @@ static const char *const workload_names[NWORKLOADS] = { "put", "read", "view", "
 #define LIVE_WORKLOADS (1u << W_READ | 1u << W_VIEW | 1u << W_REMOVE | 1u << W_MIXED)
 
 enum target { T_MAP, T_FILES, T_SEQ, T_SEQ_URING, T_MEMCPY, T_PLAIN, T_MEMORY, T_URING, T_SPWRITE,
-	      NTARGETS };
+	      T_OBSERVED, NTARGETS };
 static const char *const target_names[NTARGETS] = { "map", "files", "seq-pwrite", "seq-uring",
 						    "memcpy", "plain-file", "memory", "store-uring",
-						    "store-pwrite" };
+						    "store-pwrite", "observed" };
 #define BIT(t) (1u << (t))
 #define FS_TARGETS (BIT(T_URING) | BIT(T_SPWRITE))
-#define STORE_TARGETS (BIT(T_MEMORY) | FS_TARGETS)
+#define MEMORY_TARGETS (BIT(T_MEMORY) | BIT(T_OBSERVED))
+#define STORE_TARGETS (MEMORY_TARGETS | FS_TARGETS)
 #define IS_STORE(t) ((t) >= T_MEMORY)
 
 /* Each workload's baselines for the memory store and for the filesystem
@@ -165,7 +169,7 @@ static const unsigned fs_baselines[NWORKLOADS] = {
 
 static unsigned baselines_of(enum workload w, enum target t)
 {
-	return t == T_MEMORY ? memory_baselines[w] : fs_baselines[w];
+	return BIT(t) & MEMORY_TARGETS ? memory_baselines[w] : fs_baselines[w];
 }
 
 enum output { OUT_TABLE, OUT_JSON, OUT_CSV };
@@ -308,6 +312,16 @@ static int store_new(enum target t, scratch_store **out)
 	scratch_logger logger = { log_line, (void *)target_names[t] };
 	char path[sizeof(run_dir) + 32];
 
+	if (t == T_OBSERVED) {
+		scratch_metrics *m;
+		scratch_store *s;
+		int err = scratch_metrics_new(&m);
+
+		if (!err && !(err = scratch_memory_new(&s)))
+			err = scratch_observe(m, s, out);
+		scratch_metrics_free(m); /* the store keeps it until it closes */
+		return err;
+	}
 	if (t == T_MEMORY)
 		return scratch_memory_new(out);
 	snprintf(path, sizeof(path), "%s/%s", run_dir, target_names[t]);
@@ -1231,7 +1245,7 @@ int main(int argc, char **argv)
 	struct config cfg = {
 		.sizes = { 64, 4096, 1 << 20 }, .nsizes = 3, .threads = { 1, 2 }, .nthreads = 2,
 		.live = { 1000 }, .nlive = 1, .workloads = (1u << NWORKLOADS) - 1,
-		.targets = (1u << NTARGETS) - 1, .reps = 5, .seconds = 0.3, .put_bytes = (size_t)512 << 20,
+		.targets = ((1u << NTARGETS) - 1) & ~BIT(T_OBSERVED), .reps = 5, .seconds = 0.3, .put_bytes = (size_t)512 << 20,
 		.set_bytes = (size_t)1 << 30, .cycles = 20000, .reads = 1, .latency = true, .out = OUT_TABLE,
 	};
 	/* A second SIGINT/SIGTERM/SIGHUP kills at once; SIGPIPE never does. */
