@@ -231,8 +231,9 @@ struct scratch_metrics_snapshot {
  *   Read and Remove took, by operation and result (success or error; a read
  *   or remove of an unknown handle is an error).
  * One metrics object may observe many stores, from many threads; each
- * thread counts into one of a few stripes, so observing costs two clock
- * reads and a handful of uncontended atomic adds per operation.
+ * thread counts into counters of its own, so observing costs two clock
+ * reads and a few plain adds per operation.  The counters are shared
+ * memory: a child made by fork() counts into its parent's.
  *
  * Returns 0, -EINVAL (out NULL), -ENOMEM. */
 SCRATCH_API int scratch_metrics_new(scratch_metrics **out);

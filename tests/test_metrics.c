@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -322,6 +323,36 @@ START_TEST(test_threads)
 }
 END_TEST
 
+/* A forked child shares the counters (they are a shared mapping) and
+ * counts into them with atomic adds, so neither side loses counts while
+ * both count at once. */
+START_TEST(test_fork)
+{
+	enum { ROUNDS = 20000 };
+	scratch_metrics *m;
+	struct worker w;
+	int status;
+	pid_t pid;
+
+	ck_assert_int_eq(scratch_metrics_new(&m), 0);
+	w = (struct worker){ .s = observed_memory(m), .rounds = ROUNDS };
+	work(&w); /* this thread now owns a stripe, which the child inherits */
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		work(&w);
+		_exit(0);
+	}
+	work(&w);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	for (int op = 0; op < 3; op++)
+		ck_assert_uint_eq(snap(m).ops[op][OK], 3 * ROUNDS);
+	scratch_store_close(w.s);
+	scratch_metrics_free(m);
+}
+END_TEST
+
 /* Reads what write_prometheus wrote into a NUL-terminated string. */
 static char *exposition(const scratch_metrics *m)
 {
@@ -557,6 +588,7 @@ int main(void)
 	tcase_add_test(tc, test_free_before_close);
 	tcase_add_test(tc, test_filesystem);
 	tcase_add_test(tc, test_threads);
+	tcase_add_test(tc, test_fork);
 	tcase_add_test(tc, test_prometheus);
 	tcase_add_test(tc, test_registry);
 	tcase_add_test(tc, test_attach_rejects);
