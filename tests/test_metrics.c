@@ -138,6 +138,35 @@ START_TEST(test_counts)
 }
 END_TEST
 
+static double wall_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The durations are in seconds: the puts' sum fits in the time around
+ * them, and is not some tiny fraction of it (a wrong clock rate). */
+START_TEST(test_durations)
+{
+	scratch_metrics *m;
+
+	ck_assert_int_eq(scratch_metrics_new(&m), 0);
+	scratch_store *s = observed_memory(m);
+	double t0 = wall_seconds();
+
+	for (int i = 0; i < 20000; i++)
+		put(s, 4096);
+
+	double wall = wall_seconds() - t0, sum = snap(m).seconds[PUT][OK];
+
+	ck_assert_msg(sum <= wall * 1.01 && sum >= wall * 0.01, "puts took %g s in %g s", sum, wall);
+	scratch_store_close(s);
+	scratch_metrics_free(m);
+}
+END_TEST
+
 /* putv, each blob of a batch and a committed writer count as puts; an
  * aborted writer as nothing. */
 START_TEST(test_every_put_counts)
@@ -582,6 +611,7 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_arguments);
 	tcase_add_test(tc, test_counts);
+	tcase_add_test(tc, test_durations);
 	tcase_add_test(tc, test_every_put_counts);
 	tcase_add_test(tc, test_existing_blobs);
 	tcase_add_test(tc, test_nested);
