@@ -291,7 +291,8 @@ SCRATCH_API int scratch_metrics_write_prometheus(const scratch_metrics *m, int f
  * Returns 0; -EINVAL (m NULL or read-only, a bad name); -EEXIST (this
  * process already registered that name); -EBUSY (m is registered);
  * -ENOTSUP (m's counters could not be put in the registry directory when
- * it was made, e.g. no /dev/shm); -errno of the link. */
+ * it was made: no such directory, or a filesystem without O_TMPFILE, such
+ * as overlayfs before Linux 6.6); -errno of the link. */
 SCRATCH_API int scratch_metrics_register(scratch_metrics *m, const char *name);
 
 /* Hides m again.  Returns 0, or -EINVAL (m NULL or not registered). */

@@ -13,7 +13,7 @@
  * hold their own counts; the exposition makes them cumulative, and an
  * operation's count is the sum of its buckets, so a scrape never sees a
  * count that its buckets disagree with.
-
+ *
  * Time.  An operation is timed with two reads of the TSC where the kernel
  * keeps its time with it (its clocksource is "tsc": then the TSC runs at a
  * constant rate and agrees across CPUs), turned into nanoseconds with a
