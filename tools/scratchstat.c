@@ -1,8 +1,14 @@
 /*
- * scratchstat: what the filesystem stores keep in a directory, looked at
- * without changing anything.
+ * scratchstat: what the filesystem stores keep in a directory, and the
+ * metrics that running processes registered, looked at without changing
+ * anything (save for --clean).
  *
  *   scratchstat [--json] DIR...
+ *   scratchstat [--json] --metrics [DIR...]
+ *   scratchstat --prometheus FILE
+ *   scratchstat --clean
+ *
+ * ------------------------------------------------------------- DIR...
  *
  * For each DIR (followed if it is a symlink: the user named it), the
  * entries directly in it whose names end in .lokiscratch, sorted by name;
@@ -50,10 +56,90 @@
  * byte replaced by U+FFFD, and a "name_hex" (or "dir_hex") field holds its
  * exact bytes as lowercase hex.
  *
- * Exit status: 0 when every DIR was read (whatever the states); 1 when a
- * DIR could not be opened or read (a message on stderr names it; the other
- * DIRs are still listed), memory ran out, or stdout could not be written;
- * 2 for a usage error.  --help prints the usage and exits 0.
+ * ---------------------------------------------------------- --metrics
+ *
+ * After the DIRs, if any: the metrics registry, the directory
+ * $SCRATCH_METRICS_DIR if set and not empty, else /dev/shm (followed if it
+ * is a symlink), where scratch_metrics_register links a file
+ * scratch-<pid>-<name>.metrics for each registered metrics object.  Only
+ * names of exactly that form are looked at: <pid> in decimal from 1 to
+ * INT_MAX without leading zeros, <name> 1 to 64 of [A-Za-z0-9_.-]; other
+ * names are ignored and subdirectories are never entered.  Sorted by pid,
+ * then name.  Each entry is looked at with fstatat(AT_SYMLINK_NOFOLLOW);
+ * a regular file is attached (scratch_metrics_attach: opened O_NOFOLLOW,
+ * mapped read-only, never written) and its counters read once:
+ *
+ *   live     a process with that pid exists (kill(pid, 0) succeeds, or
+ *            fails with EPERM: another user's);
+ *   stale    none does: the process died without unregistering.  Its last
+ *            counts are shown; --clean removes the file;
+ *   unknown  the file could not be attached: not a metrics file of this
+ *            library's version (EINVAL), another user's (EACCES), ...;
+ *            see "error";
+ *   skipped  not a regular file (a symlink, a directory, ...): never
+ *            attached, never followed; "type" says what it is.
+ *
+ * An entry that disappears before it is read (a process unregistering)
+ * is left out.
+ *
+ * Pids are checked in scratchstat's own pid namespace.  A file registered
+ * from another one (a container sharing the directory) is judged by
+ * whichever process has that pid here, and "live" only says that some
+ * process has the pid: once a pid is reused, not necessarily the one that
+ * registered.
+ *
+ * Table: a header line naming the registry, then PID, NAME, STATE,
+ * HANDLES and BYTES (the gauges), and for each operation (PUT, READ,
+ * REMOVE) the calls that succeeded (_OK), that failed (_ERR) and their
+ * mean time in microseconds (_US: over all its calls, succeeded or failed;
+ * "-" when there were none), a NOTE (the type or the error), and a
+ * "total:" line.  Numbers are "-" for files that were not read.
+ *
+ * --json: one object per registry file, then a summary.  File objects:
+ *   "kind": "metrics"
+ *   "dir", "file": the registry directory, the entry's name
+ *   "pid", "name": from the entry's name (a number, a string)
+ *   "type", "state": as for a DIR's entries
+ *   "handles", "bytes": the gauges (live and stale only)
+ *   "put_success", "put_error", "put_mean_us", and the same for "read_"
+ *           and "remove_": the counts, and the mean time in microseconds
+ *           (null when there were no calls) (live and stale only)
+ *   "error": strerror text (state "unknown" only)
+ * The summary object:
+ *   "kind": "metrics_summary", "dir"
+ *   "files": regular files ("live" + "stale" + "unknown")
+ *   "live", "stale", "unknown", "skipped": entries in each state
+ *
+ * ---------------------------------------------------- --prometheus FILE
+ *
+ * Attaches FILE (a registry file; followed if it is a symlink: the user
+ * named it) and writes its metrics to stdout in the Prometheus text format
+ * (scratch_metrics_write_prometheus): for a quick look, or for a
+ * node_exporter textfile (write a temporary file, then rename it over the
+ * .prom file, so the exporter never reads half of one).
+ *
+ * ------------------------------------------------------------- --clean
+ *
+ * The only mode that changes anything: removes from the registry each
+ * entry named as above that is a regular file (fstatat with
+ * AT_SYMLINK_NOFOLLOW) and whose pid does not exist (kill fails with
+ * ESRCH), whatever it holds, with unlinkat (which never follows), and
+ * prints its path, one per line.  An entry gone meanwhile is no error.
+ * Pids are checked in scratchstat's own pid namespace, so run it in the
+ * namespace of the processes that register: run elsewhere, it may remove
+ * a live process's file (that process goes on counting, but nobody can
+ * attach its metrics any more).
+ *
+ * ---------------------------------------------------------------------
+ *
+ * Exit status: 0 when every DIR and the registry were read (whatever the
+ * states) and --clean removed every stale file; 1 when a DIR or the
+ * registry could not be opened or read, FILE could not be attached or
+ * written out, a removal failed, memory ran out, or stdout could not be
+ * written (a message on stderr says which; the other DIRs are still
+ * listed); 2 for a usage error: no DIR and no mode, or --prometheus or
+ * --clean along with a DIR, another mode or --json.  --help prints the
+ * usage and exits 0.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -69,11 +155,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "scratchstat.h"
+
 #define SUFFIX ".lokiscratch"
 
-enum state { STATE_LIVE, STATE_STALE, STATE_UNKNOWN, STATE_SKIPPED };
-
-static const char *const state_names[] = { "live", "stale", "unknown", "skipped" };
+const char *const state_names[] = { "live", "stale", "unknown", "skipped" };
 
 struct entry {
 	char *name;
@@ -118,7 +204,7 @@ static bool is_scratch_name(const char *name)
 	return n > ext && strcmp(name + n - ext, SUFFIX) == 0;
 }
 
-static const char *type_name(mode_t mode)
+const char *type_name(mode_t mode)
 {
 	if (S_ISREG(mode))
 		return "regular";
@@ -314,8 +400,7 @@ static size_t text_width(const char *s)
 	return w;
 }
 
-/* Prints s with every byte but printable ASCII escaped, padded to width. */
-static void text_put(FILE *out, const char *s, size_t width)
+void text_put(FILE *out, const char *s, size_t width)
 {
 	size_t w = 0;
 
@@ -450,7 +535,7 @@ static bool json_string(FILE *out, const char *s)
 }
 
 /* Prints ,"key":"value" and, if value is not UTF-8, ,"key_hex":"..." too. */
-static void json_field(FILE *out, const char *key, const char *value, bool first)
+void json_field(FILE *out, const char *key, const char *value, bool first)
 {
 	if (!first)
 		putc(',', out);
@@ -463,7 +548,7 @@ static void json_field(FILE *out, const char *key, const char *value, bool first
 	putc('"', out);
 }
 
-static void json_number(FILE *out, const char *key, uint64_t v)
+void json_number(FILE *out, const char *key, uint64_t v)
 {
 	fprintf(out, ",\"%s\":%" PRIu64, key, v);
 }
@@ -500,27 +585,42 @@ static void print_json(const char *path, const struct listing *l, const struct t
 
 static void usage(FILE *out)
 {
-	fputs("usage: scratchstat [--json] DIR...\n"
+	fputs("usage: scratchstat [--json] [--metrics] DIR...\n"
+	      "       scratchstat [--json] --metrics\n"
+	      "       scratchstat --prometheus FILE\n"
+	      "       scratchstat --clean\n"
 	      "Lists the .lokiscratch files directly in each DIR with their size, the bytes\n"
 	      "they use on disk, and whether a running store owns them (live) or not (stale).\n"
-	      "Changes nothing.\n"
-	      "  --json   one JSON object per line (fields: see the top of tools/scratchstat.c)\n"
-	      "  --help   this text\n",
+	      "The registry is $SCRATCH_METRICS_DIR, else /dev/shm.  Only --clean changes\n"
+	      "anything.\n"
+	      "  --metrics          then the metrics that processes registered: their gauges,\n"
+	      "                     counts and mean times, and whether the process lives\n"
+	      "  --prometheus FILE  print the metrics of registry file FILE in the Prometheus\n"
+	      "                     text format\n"
+	      "  --clean            remove the registry files of processes that are gone\n"
+	      "                     (pids as this pid namespace sees them), printing each path\n"
+	      "  --json             one JSON object per line (fields: see the top of\n"
+	      "                     tools/scratchstat.c)\n"
+	      "  --help             this text\n",
 	      out);
 }
 
-/* Lists one DIR; false if it could not be read.  *tables counts the tables
- * printed so far, to put a blank line between them. */
+void complain(const char *path, int err)
+{
+	fflush(stdout); /* keep earlier output before the message */
+	fputs("scratchstat: ", stderr);
+	text_put(stderr, path, 0);
+	fprintf(stderr, ": %s\n", strerror(err));
+}
+
+/* Lists one DIR; false if it could not be read. */
 static bool stat_dir(const char *path, bool json, unsigned *tables)
 {
 	struct listing l = { 0 };
 	int err = read_dir(path, &l);
 
 	if (err) {
-		fflush(stdout); /* keep earlier output before the message */
-		fputs("scratchstat: ", stderr);
-		text_put(stderr, path, 0);
-		fprintf(stderr, ": %s\n", strerror(-err));
+		complain(path, -err);
 	} else {
 		struct totals t = sum_up(&l);
 
@@ -536,21 +636,56 @@ static bool stat_dir(const char *path, bool json, unsigned *tables)
 	return err == 0;
 }
 
-int main(int argc, char **argv)
+/* The DIRs, then the registry if asked; false if any failed. */
+static bool list_all(char **dirs, int ndirs, bool json, bool metrics)
+{
+	unsigned tables = 0;
+	bool ok = true;
+
+	for (int i = 0; i < ndirs; i++)
+		if (!stat_dir(dirs[i], json, &tables))
+			ok = false;
+	if (metrics && !registry_list(json, &tables))
+		ok = false;
+	return ok;
+}
+
+struct options {
+	bool json, metrics, clean;
+	const char *prometheus; /* FILE, or NULL */
+};
+
+/* Parses argv into o, leaving optind at the first DIR.  Returns -1 to go
+ * on, else the exit status (after --help, or a usage error). */
+static int parse_options(int argc, char **argv, struct options *o)
 {
 	static const struct option options[] = {
 		{ "json", no_argument, NULL, 'j' },
+		{ "metrics", no_argument, NULL, 'm' },
+		{ "prometheus", required_argument, NULL, 'p' },
+		{ "clean", no_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	bool json = false, ok = true;
-	unsigned tables = 0;
-	int c, err;
+	const char *problem = NULL;
+	int c;
 
+	*o = (struct options){ 0 };
 	while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
 		switch (c) {
 		case 'j':
-			json = true;
+			o->json = true;
+			break;
+		case 'm':
+			o->metrics = true;
+			break;
+		case 'p':
+			if (o->prometheus)
+				problem = "--prometheus given twice";
+			o->prometheus = optarg;
+			break;
+		case 'c':
+			o->clean = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -560,14 +695,36 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind == argc) {
-		fputs("scratchstat: no DIR given\n", stderr);
+	if (o->prometheus || o->clean) {
+		if (optind < argc)
+			problem = o->clean ? "--clean takes no DIR" : "--prometheus takes no DIR";
+		else if (o->json || o->metrics || (o->prometheus && o->clean))
+			problem = "--prometheus and --clean go alone";
+	} else if (optind == argc && !o->metrics) {
+		problem = "no DIR given";
+	}
+	if (problem) {
+		fprintf(stderr, "scratchstat: %s\n", problem);
 		usage(stderr);
 		return 2;
 	}
-	for (int i = optind; i < argc; i++)
-		if (!stat_dir(argv[i], json, &tables))
-			ok = false;
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	struct options o;
+	int status = parse_options(argc, argv, &o), err;
+	bool ok;
+
+	if (status >= 0)
+		return status;
+	if (o.prometheus)
+		ok = registry_prometheus(o.prometheus);
+	else if (o.clean)
+		ok = registry_clean();
+	else
+		ok = list_all(argv + optind, argc - optind, o.json, o.metrics);
 	err = fflush(stdout) ? errno : ferror(stdout) ? EIO : 0;
 	if (err) {
 		fprintf(stderr, "scratchstat: writing the output: %s\n", strerror(err));
