@@ -299,18 +299,26 @@ static void listing_free(struct listing *l)
 	*l = (struct listing){ 0 };
 }
 
+void *grow(void *v, size_t n, size_t *cap, size_t size)
+{
+	size_t more = *cap ? *cap * 2 : 16;
+
+	if (n < *cap)
+		return v;
+	if (more < *cap || !(v = reallocarray(v, more, size)))
+		return NULL;
+	*cap = more;
+	return v;
+}
+
 /* Appends a zeroed entry named name; NULL when out of memory. */
 static struct entry *listing_add(struct listing *l, const char *name)
 {
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 16;
-		struct entry *v = cap > l->cap ? reallocarray(l->v, cap, sizeof(*v)) : NULL;
+	struct entry *v = grow(l->v, l->n, &l->cap, sizeof(*v));
 
-		if (!v)
-			return NULL;
-		l->v = v;
-		l->cap = cap;
-	}
+	if (!v)
+		return NULL;
+	l->v = v;
 	struct entry *e = &l->v[l->n];
 
 	*e = (struct entry){ .name = strdup(name) };

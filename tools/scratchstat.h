@@ -25,6 +25,11 @@ const char *type_name(mode_t mode);
  * with spaces to width. */
 void text_put(FILE *out, const char *s, size_t width);
 
+/* v (n elements of size bytes, room for *cap) with room for one more:
+ * doubled when full, *cap updated; NULL when out of memory (v is then
+ * unchanged). */
+void *grow(void *v, size_t n, size_t *cap, size_t size);
+
 /* Prints an error about path on stderr, after flushing what stdout holds
  * (so it comes after the output it follows). */
 void complain(const char *path, int err);

@@ -133,15 +133,11 @@ static void registry_close(struct registry *r)
 
 static struct metrics_entry *registry_add(struct registry *r, const char *file)
 {
-	if (r->n == r->cap) {
-		size_t cap = r->cap ? r->cap * 2 : 16;
-		struct metrics_entry *v = reallocarray(r->v, cap, sizeof(*v));
+	struct metrics_entry *v = grow(r->v, r->n, &r->cap, sizeof(*v));
 
-		if (!v)
-			return NULL;
-		r->v = v;
-		r->cap = cap;
-	}
+	if (!v)
+		return NULL;
+	r->v = v;
 	struct metrics_entry *e = &r->v[r->n];
 
 	*e = (struct metrics_entry){ .file = strdup(file), .state = STATE_UNKNOWN, .type = "unknown" };
