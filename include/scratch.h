@@ -230,18 +230,22 @@ struct scratch_metrics_snapshot {
  * - loki_scratch_store_requests_seconds: a histogram of the time each Put,
  *   Read and Remove took, by operation and result (success or error; a read
  *   or remove of an unknown handle is an error).
- * One metrics object may observe many stores, from many threads; each
- * thread counts into counters of its own, so observing costs two clock
- * reads and a few plain adds per operation.  The counters are shared
- * memory: a child made by fork() counts into its parent's.
+ * One metrics object may observe many stores, from many threads; each of
+ * the first 64 threads counts into counters of its own, so observing costs
+ * two clock reads and a few plain adds per operation (later threads share
+ * counters, with atomic adds).  The counters are shared memory: a child
+ * made by fork() counts its operations into its parent's (with atomic
+ * adds), but leaves the gauges to the parent, whose blobs its copies of
+ * the stores hold.
  *
  * Returns 0, -EINVAL (out NULL), -ENOMEM. */
 SCRATCH_API int scratch_metrics_new(scratch_metrics **out);
 
-/* Unregisters m (scratch_metrics_unregister) and gives it up.  Stores still
+/* Removes m's registered name, if any, and gives m up.  Stores still
  * observed with m keep counting into it until they close, and the memory
  * goes with the last of them, so this may come before or after closing
- * them.  NULL is a no-op. */
+ * them.  In a forked child it leaves the parent's name alone.  NULL is a
+ * no-op. */
 SCRATCH_API void scratch_metrics_free(scratch_metrics *m);
 
 /* m == NULL: *out = inner, nothing is wrapped.  Otherwise *out is a new
@@ -253,12 +257,14 @@ SCRATCH_API void scratch_metrics_free(scratch_metrics *m);
  * writes and its commit), a putv and each blob of a batch count as a Put;
  * an aborted writer counts as nothing.
  * Returns 0; -EINVAL (inner or out NULL, or m attached read-only, see
- * scratch_metrics_attach); -ENOMEM. */
+ * scratch_metrics_attach); -ENOMEM.  On failure inner is still the
+ * caller's. */
 SCRATCH_API int scratch_observe(scratch_metrics *m, scratch_store *inner, scratch_store **out);
 
 /* The current figures.  handles and bytes sum the observed stores; ops
  * counts the calls, and seconds their summed durations.
- * Returns 0 or -EINVAL (m or out NULL). */
+ * Returns 0; -EINVAL (m or out NULL); for an attached view, -EIO (its file
+ * shrank) or -ENOMEM. */
 SCRATCH_API int scratch_metrics_snapshot(const scratch_metrics *m,
 					 struct scratch_metrics_snapshot *out);
 
@@ -266,9 +272,11 @@ SCRATCH_API int scratch_metrics_snapshot(const scratch_metrics *m,
  * (version 0.0.4): the two gauges, then the histogram with the labels
  * operation="Put|Read|Remove" and result="success|error" (all six series,
  * also those still at zero) and buckets from 1 us to 10 s.  Serve it from a
- * /metrics handler, or write it to a node_exporter textfile.
+ * /metrics handler, or write it to a node_exporter textfile.  Numbers are
+ * written the same in every locale.
  * Returns 0; -EINVAL (m NULL, fd < 0); -errno of a failed write (EINTR and
- * short writes are retried); -ENOMEM. */
+ * short writes are retried; a socket whose peer has gone gives -EPIPE, not
+ * SIGPIPE); -ENOMEM; as scratch_metrics_snapshot for a view. */
 SCRATCH_API int scratch_metrics_write_prometheus(const scratch_metrics *m, int fd);
 
 /*
@@ -278,31 +286,38 @@ SCRATCH_API int scratch_metrics_write_prometheus(const scratch_metrics *m, int f
  *
  * The counters of every metrics object live in a file of the registry
  * directory, $SCRATCH_METRICS_DIR if set, else /dev/shm (a tmpfs: nothing
- * goes to disk).  The file has no name until it is registered:
- * registering links it as `scratch-<pid>-<name>.metrics`, unregistering
- * unlinks it.  Other processes open such a file with scratch_metrics_attach
- * and read it live.  A process that dies leaves its files behind;
- * `scratchstat` shows them as stale (their pid is gone) and
- * `scratchstat --clean` removes them.
+ * goes to disk; about 80 KiB per object).  The file has no name until it
+ * is registered: registering links it as `scratch-<pid>-<name>.metrics`,
+ * unregistering renames it to a hidden `.scratch-<pid>-<n>.metrics`, and
+ * scratch_metrics_free removes whichever name it has.  Other processes
+ * open a registered file with scratch_metrics_attach and read it live.  A
+ * process that dies leaves its names behind; `scratchstat` shows them as
+ * stale (their pid is gone) and `scratchstat --clean` removes them.  Only
+ * the process that made a metrics object registers or unregisters it.
  */
 
 /* Registers m under name: 1 to 64 characters of [A-Za-z0-9_.-].  A metrics
  * object has at most one name at a time.
- * Returns 0; -EINVAL (m NULL or read-only, a bad name); -EEXIST (this
- * process already registered that name); -EBUSY (m is registered);
+ * Returns 0; -EINVAL (m NULL, read-only, or made by another process, a
+ * bad name); -EEXIST (the name is taken: this process registered it
+ * already, or a dead process with the same pid left it; see
+ * scratchstat --clean); -EBUSY (m is registered);
  * -ENOTSUP (m's counters could not be put in the registry directory when
  * it was made: no such directory, or a filesystem without O_TMPFILE, such
  * as overlayfs before Linux 6.6); -errno of the link. */
 SCRATCH_API int scratch_metrics_register(scratch_metrics *m, const char *name);
 
-/* Hides m again.  Returns 0, or -EINVAL (m NULL or not registered). */
+/* Hides m again; it may be registered again later.
+ * Returns 0; -EINVAL (m NULL, read-only, made by another process, or not
+ * registered); -errno of the rename. */
 SCRATCH_API int scratch_metrics_unregister(scratch_metrics *m);
 
 /* A read-only view of the metrics registered at path (a registry file, as
  * listed by scratchstat), live: snapshot and write_prometheus read the
- * owner's current counters.  Free it with scratch_metrics_free.
+ * owner's current counters from the file each time.  Free it with
+ * scratch_metrics_free.
  * Returns 0; -EINVAL (path or out NULL, or not a metrics file of this
- * version); -errno of open or mmap. */
+ * version); -ENOMEM; -errno of open (a symlink is not followed: -ELOOP). */
 SCRATCH_API int scratch_metrics_attach(const char *path, scratch_metrics **out);
 
 #ifdef __cplusplus

@@ -1,18 +1,19 @@
 /*
- * metrics.c: the metrics of observed stores, and their registry.
+ * metrics.c: the metrics of observed stores: counting, snapshots and the
+ * Prometheus exposition (their file and registry: registry.c).
  *
  * Counters.  Every operation counts into a stripe: its bucket of the
  * latency histogram, its summed nanoseconds and, for puts and removes, the
- * two gauges.  A thread owns a stripe of its own (one of OWNED, handed out
- * on its first count and back at its exit), so it counts with plain loads
- * and stores: a locked add costs more here than all the rest of the
- * counting (perf: the four adds of an observed 64 B put took three
- * quarters of metrics_count).  Threads beyond OWNED, and every thread of
- * a forked child, whose mapping of the counters is its parent's, share the
- * last stripe with atomic adds.  A snapshot sums the stripes.  Buckets
- * hold their own counts; the exposition makes them cumulative, and an
- * operation's count is the sum of its buckets, so a scrape never sees a
- * count that its buckets disagree with.
+ * two gauges.  A thread owns a stripe of its own (one of METRICS_OWNED,
+ * handed out on its first count and back at its exit), so it counts with
+ * plain loads and stores: a locked add costs more here than all the rest
+ * of the counting (perf: the four adds of an observed 64 B put took three
+ * quarters of metrics_count).  Threads beyond those, and every thread of a
+ * forked child (see Fork), share the last stripe with atomic adds.  A
+ * snapshot sums the stripes.  Buckets hold their own counts; the
+ * exposition makes them cumulative, and an operation's count is the sum of
+ * its buckets, so a scrape never sees a count that its buckets disagree
+ * with.
  *
  * Time.  An operation is timed with two reads of the TSC where the kernel
  * keeps its time with it (its clocksource is "tsc": then the TSC runs at a
@@ -23,76 +24,38 @@
  * with clock_gettime, 28 ns with the TSC (14.6-15.1M reads/s to
  * 19.4-20.4M); the 64 B put, read and remove cycle 5.0-5.1M to 6.6-6.8M.
  *
- * Registry.  The counters live in a file of the registry directory
- * ($SCRATCH_METRICS_DIR, else /dev/shm), made with O_TMPFILE: it has no
- * name, and goes when the object does, until scratch_metrics_register
- * links it under one.  Other processes map that file read-only
- * (scratch_metrics_attach) and see the counters move.  So registering
- * copies nothing and costs the counting nothing.  The file is a struct
- * metrics_shared: a header that says what follows, then the stripes.  Where
- * no such file can be made, the counters live in anonymous memory and only
- * registering fails.
+ * Fork.  The counters are shared memory, so a child made by fork() counts
+ * into its parent's.  Its threads inherit their stripes, which their
+ * namesakes in the parent go on using, so in a process other than the one
+ * that made it (m->pid) every thread counts into the shared stripe.
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
-#include <pthread.h>
-#include <stdatomic.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "metrics.h"
 
-#define OWNED 64
-#define STRIPES (OWNED + 1) /* the last is shared */
-#define BUCKETS 22 /* finite upper bounds; one more bucket counts the rest */
-#define NOPS 3
-#define NRESULTS 2
-#define NAME_MAX_LEN 64
-#define CALIBRATE_NS 250000 /* 0.25 ms: a rate good to about 1e-4 */
-#define MAGIC "SCRATCHM"
-#define VERSION 1
+#define CALIBRATE_NS 250000  /* 0.25 ms: a rate good to about 1e-4 */
+#define SAMPLE_MAX_TICKS 20000 /* a clock read bracketed by rdtsc: ~10 us */
 
-static const uint64_t bucket_ns[BUCKETS] = {
+const uint64_t metrics_bucket_ns[METRICS_BUCKETS] = {
 	1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
 	1000000, 2500000, 5000000, 10000000, 25000000, 50000000, 100000000, 250000000, 500000000,
 	1000000000, 2500000000, 5000000000, 10000000000,
 };
 
-struct stripe {
-	_Atomic uint64_t handles, bytes; /* two's complement: a stripe's share may be negative */
-	_Atomic uint64_t ns[NOPS][NRESULTS];
-	_Atomic uint64_t count[NOPS][NRESULTS][BUCKETS + 1];
-} __attribute__((aligned(64)));
-
-/* The layout of a registry file; its fields are fixed while VERSION is. */
-struct metrics_shared {
-	char magic[8];
-	uint32_t version, stripes, buckets, stripe_size;
-	int32_t pid;            /* of the process that registered it */
-	char name[NAME_MAX_LEN + 1];
-	uint64_t bucket_ns[BUCKETS];
-	struct stripe stripe[STRIPES];
-};
-
-struct scratch_metrics {
-	struct metrics_shared *shared; /* mapped: the registry file or anonymous */
-	size_t size;
-	int fd;                        /* the registry file, or -1 */
-	int dir;                       /* the registry directory, or -1 */
-	bool read_only;                /* attached */
-	_Atomic unsigned refs;         /* the caller's, and each observed store's */
-	pthread_mutex_t lock;          /* registration */
-	char file[NAME_MAX_LEN + 32];  /* the registered name, or "" */
-};
-
+pid_t metrics_process;
 bool metrics_tsc;
 static uint64_t tsc_mult; /* nanoseconds per tick, 32.32 fixed point */
-static pthread_once_t clock_once = PTHREAD_ONCE_INIT;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+/* ------------------------------------------------------------------ time */
 
 static uint64_t now_ns(void)
 {
@@ -102,6 +65,7 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+#if defined(__x86_64__)
 static bool clocksource_is_tsc(void)
 {
 	FILE *f = fopen("/sys/devices/system/clocksource/clocksource0/current_clocksource", "re");
@@ -115,57 +79,77 @@ static bool clocksource_is_tsc(void)
 	return strcmp(name, "tsc\n") == 0;
 }
 
+/* The clock and the TSC at one moment: a clock read with a TSC read on
+ * either side, retried while the two are far apart (preempted between). */
+static bool clock_and_tsc(uint64_t *ns, uint64_t *tsc)
+{
+	for (int tries = 0; tries < 100; tries++) {
+		uint64_t a = __rdtsc(), t = now_ns(), b = __rdtsc();
+
+		if (b > a && b - a < SAMPLE_MAX_TICKS) {
+			*ns = t;
+			*tsc = a + (b - a) / 2;
+			return true;
+		}
+	}
+	return false;
+}
+#endif
+
+/* Uses the TSC if the kernel does, at a rate measured against the clock. */
 static void clock_init(void)
 {
 #if defined(__x86_64__)
 	uint64_t t0, t1, c0, c1;
 
-	if (!clocksource_is_tsc())
+	if (!clocksource_is_tsc() || !clock_and_tsc(&t0, &c0))
 		return;
-	t0 = now_ns();
-	c0 = __rdtsc();
-	do
-		t1 = now_ns();
-	while (t1 - t0 < CALIBRATE_NS);
-	c1 = __rdtsc();
-	if (c1 <= c0)
-		return;
+	while (now_ns() - t0 < CALIBRATE_NS)
+		;
+	if (!clock_and_tsc(&t1, &c1) || c1 <= c0 || t1 - t0 > 1000000000u)
+		return; /* stalled for a second: no rate to trust */
 	tsc_mult = ((t1 - t0) << 32) / (c1 - c0);
 	metrics_tsc = tsc_mult != 0;
 #endif
 }
 
+/* A duration in ticks as nanoseconds; one that ran backwards (a TSC the
+ * kernel stopped trusting since) as 0. */
 static uint64_t ns_of(uint64_t ticks)
 {
+	if ((int64_t)ticks < 0)
+		return 0;
 	return metrics_tsc ? (uint64_t)((unsigned __int128)ticks * tsc_mult >> 32) : ticks;
 }
+
+/* --------------------------------------------------------------- stripes */
 
 /* Bit i set: stripe i is some live thread's.  my_stripe is the index + 1
  * (0: none yet). */
 static _Atomic uint64_t stripes_owned;
 static __thread unsigned my_stripe __attribute__((tls_model("initial-exec")));
 static pthread_key_t stripe_key;
-static pthread_once_t stripe_once = PTHREAD_ONCE_INIT;
 static bool stripe_key_made;
-static bool forked; /* in a child: set before its only thread goes on */
 
 static void stripe_release(void *unused)
 {
 	(void)unused;
-	if (my_stripe && my_stripe <= OWNED)
+	if (my_stripe && my_stripe <= METRICS_OWNED)
 		atomic_fetch_and_explicit(&stripes_owned, ~(1ull << (my_stripe - 1)), memory_order_release);
 	my_stripe = 0;
 }
 
 static void after_fork(void)
 {
-	forked = true;
+	metrics_process = getpid();
 }
 
-static void stripe_init(void)
+static void metrics_init(void)
 {
-	stripe_key_made = pthread_key_create(&stripe_key, stripe_release) == 0;
+	metrics_process = getpid();
 	(void)pthread_atfork(NULL, NULL, after_fork);
+	stripe_key_made = pthread_key_create(&stripe_key, stripe_release) == 0;
+	clock_init();
 }
 
 /* Claims a free stripe for this thread, or settles for the shared one. */
@@ -173,9 +157,8 @@ static unsigned stripe_claim(void)
 {
 	uint64_t owned;
 
-	(void)pthread_once(&stripe_once, stripe_init);
 	if (!stripe_key_made || pthread_setspecific(stripe_key, &stripe_key))
-		return STRIPES;
+		return METRICS_STRIPES;
 	owned = atomic_load_explicit(&stripes_owned, memory_order_relaxed);
 	while (~owned) {
 		unsigned i = (unsigned)__builtin_ctzll(~owned);
@@ -185,23 +168,25 @@ static unsigned stripe_claim(void)
 							  memory_order_acquire, memory_order_relaxed))
 			return i + 1;
 	}
-	return STRIPES;
+	return METRICS_STRIPES;
 }
 
-static struct stripe *stripe_of(scratch_metrics *m)
+static struct metrics_stripe *stripe_of(scratch_metrics *m)
 {
 	unsigned i = my_stripe;
 
 	if (__builtin_expect(i == 0, 0))
 		my_stripe = i = stripe_claim();
-	return &m->shared->stripe[forked ? STRIPES - 1 : i - 1];
+	if (__builtin_expect(m->pid != metrics_process, 0))
+		i = METRICS_STRIPES; /* a forked child's (see Fork) */
+	return &m->shared->stripe[i - 1];
 }
 
 /* Adds v to a counter of stripe st: a plain read and write if st is the
  * thread's own, an atomic add if it is shared. */
-static void add(scratch_metrics *m, const struct stripe *st, _Atomic uint64_t *c, uint64_t v)
+static void add(scratch_metrics *m, const struct metrics_stripe *st, _Atomic uint64_t *c, uint64_t v)
 {
-	if (__builtin_expect(st == &m->shared->stripe[STRIPES - 1], 0))
+	if (__builtin_expect(st == &m->shared->stripe[METRICS_STRIPES - 1], 0))
 		atomic_fetch_add_explicit(c, v, memory_order_relaxed);
 	else
 		atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
@@ -214,14 +199,14 @@ static unsigned bucket_of(uint64_t ns)
 {
 	unsigned b = 0;
 
-	while (b < BUCKETS && ns > bucket_ns[b])
+	while (b < METRICS_BUCKETS && ns > metrics_bucket_ns[b])
 		b++;
 	return b;
 }
 
 void metrics_count(scratch_metrics *m, enum scratch_op op, int err, uint64_t ticks, uint64_t n)
 {
-	struct stripe *st = stripe_of(m);
+	struct metrics_stripe *st = stripe_of(m);
 	int res = err ? SCRATCH_RESULT_ERROR : SCRATCH_RESULT_SUCCESS;
 	uint64_t ns = ns_of(ticks);
 
@@ -233,16 +218,13 @@ void metrics_count(scratch_metrics *m, enum scratch_op op, int err, uint64_t tic
 
 void metrics_gauges(scratch_metrics *m, int64_t handles, int64_t bytes)
 {
-	struct stripe *st = stripe_of(m);
+	struct metrics_stripe *st = stripe_of(m);
 
 	add(m, st, &st->handles, (uint64_t)handles);
 	add(m, st, &st->bytes, (uint64_t)bytes);
 }
 
-bool metrics_writable(const scratch_metrics *m)
-{
-	return !m->read_only;
-}
+/* -------------------------------------------------------------- lifetime */
 
 void metrics_hold(scratch_metrics *m)
 {
@@ -263,48 +245,7 @@ void metrics_drop(scratch_metrics *m)
 	free(m);
 }
 
-static size_t shared_size(void)
-{
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-
-	return (sizeof(struct metrics_shared) + page - 1) / page * page;
-}
-
-/* Maps fresh counters into an unnamed file of the registry directory, or
- * into anonymous memory if that cannot be had. */
-static int map_counters(scratch_metrics *m)
-{
-	const char *dir = getenv("SCRATCH_METRICS_DIR");
-	void *p = MAP_FAILED;
-
-	m->size = shared_size();
-	m->dir = open(dir && *dir ? dir : "/dev/shm", O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (m->dir >= 0)
-		m->fd = openat(m->dir, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	/* Allocated in full now, so that a reader's page faults (scratchstat)
-	 * do not allocate it bit by bit. */
-	if (m->fd >= 0 && (fallocate(m->fd, 0, 0, (off_t)m->size) == 0 ||
-			   ftruncate(m->fd, (off_t)m->size) == 0))
-		p = mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
-	if (p == MAP_FAILED) {
-		if (m->fd >= 0)
-			close(m->fd);
-		m->fd = -1;
-		p = mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (p == MAP_FAILED)
-			return -ENOMEM;
-	}
-	m->shared = p;
-	memcpy(m->shared->magic, MAGIC, sizeof(m->shared->magic));
-	m->shared->version = VERSION;
-	m->shared->stripes = STRIPES;
-	m->shared->buckets = BUCKETS;
-	m->shared->stripe_size = sizeof(struct stripe);
-	memcpy(m->shared->bucket_ns, bucket_ns, sizeof(bucket_ns));
-	return 0;
-}
-
-static scratch_metrics *metrics_alloc(void)
+scratch_metrics *metrics_alloc(void)
 {
 	scratch_metrics *m = calloc(1, sizeof(*m));
 
@@ -324,11 +265,12 @@ int scratch_metrics_new(scratch_metrics **out)
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
-	(void)pthread_once(&clock_once, clock_init);
+	(void)pthread_once(&init_once, metrics_init);
 	m = metrics_alloc();
 	if (!m)
 		return -ENOMEM;
-	err = map_counters(m);
+	m->pid = metrics_process;
+	err = registry_map(m);
 	if (err) {
 		metrics_drop(m);
 		return err;
@@ -341,200 +283,138 @@ void scratch_metrics_free(scratch_metrics *m)
 {
 	if (!m)
 		return;
-	if (!m->read_only)
-		(void)scratch_metrics_unregister(m);
+	registry_forget(m);
 	metrics_drop(m);
 }
 
-static bool name_ok(const char *name)
+/* ------------------------------------------------------------- reading */
+
+/* The counters summed over the stripes. */
+struct tally {
+	uint64_t handles, bytes;
+	uint64_t ns[METRICS_NOPS][METRICS_NRESULTS];
+	uint64_t count[METRICS_NOPS][METRICS_NRESULTS][METRICS_BUCKETS + 1];
+};
+
+static void tally_stripes(const struct metrics_shared *sh, struct tally *t)
 {
-	size_t n = strlen(name);
+	memset(t, 0, sizeof(*t));
+	for (unsigned i = 0; i < METRICS_STRIPES; i++) {
+		const struct metrics_stripe *st = &sh->stripe[i];
 
-	if (n == 0 || n > NAME_MAX_LEN)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = name[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '_' || c == '.' || c == '-'))
-			return false;
-	}
-	return true;
-}
-
-/* Gives the unnamed file a name: by its descriptor where the kernel lets
- * us (it asks for CAP_DAC_READ_SEARCH), else through /proc. */
-static int link_file(scratch_metrics *m, const char *file)
-{
-	char proc[64];
-
-	if (linkat(m->fd, "", m->dir, file, AT_EMPTY_PATH) == 0)
-		return 0;
-	if (errno == EEXIST)
-		return -EEXIST;
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", m->fd);
-	return linkat(AT_FDCWD, proc, m->dir, file, AT_SYMLINK_FOLLOW) ? -errno : 0;
-}
-
-int scratch_metrics_register(scratch_metrics *m, const char *name)
-{
-	int err = 0;
-
-	if (!m || !name || m->read_only || !name_ok(name))
-		return -EINVAL;
-	if (m->fd < 0)
-		return -ENOTSUP;
-	pthread_mutex_lock(&m->lock);
-	if (m->file[0]) {
-		err = -EBUSY;
-	} else {
-		char file[sizeof(m->file)];
-		int pid = (int)getpid();
-
-		snprintf(file, sizeof(file), "scratch-%d-%s.metrics", pid, name);
-		m->shared->pid = pid;
-		snprintf(m->shared->name, sizeof(m->shared->name), "%s", name);
-		err = link_file(m, file);
-		if (!err)
-			memcpy(m->file, file, sizeof(file));
-	}
-	pthread_mutex_unlock(&m->lock);
-	return err;
-}
-
-int scratch_metrics_unregister(scratch_metrics *m)
-{
-	int err = 0;
-
-	if (!m || m->read_only)
-		return -EINVAL;
-	pthread_mutex_lock(&m->lock);
-	if (!m->file[0])
-		err = -EINVAL;
-	else if (unlinkat(m->dir, m->file, 0) && errno != ENOENT)
-		err = -errno; /* gone already: someone cleaned it up */
-	else
-		m->file[0] = '\0';
-	pthread_mutex_unlock(&m->lock);
-	return err;
-}
-
-static bool shared_ok(const struct metrics_shared *s)
-{
-	return !memcmp(s->magic, MAGIC, sizeof(s->magic)) && s->version == VERSION &&
-	       s->stripes == STRIPES && s->buckets == BUCKETS &&
-	       s->stripe_size == sizeof(struct stripe) &&
-	       !memcmp(s->bucket_ns, bucket_ns, sizeof(bucket_ns));
-}
-
-int scratch_metrics_attach(const char *path, scratch_metrics **out)
-{
-	struct stat st;
-	scratch_metrics *m;
-	void *p;
-	int fd, err = -EINVAL;
-
-	if (!out)
-		return -EINVAL;
-	*out = NULL;
-	if (!path)
-		return -EINVAL;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st)) {
-		err = -errno;
-	} else if (S_ISREG(st.st_mode) && (uint64_t)st.st_size >= sizeof(struct metrics_shared)) {
-		p = mmap(NULL, sizeof(struct metrics_shared), PROT_READ, MAP_SHARED, fd, 0);
-		if (p == MAP_FAILED)
-			err = -errno;
-		else if (!shared_ok(p))
-			munmap(p, sizeof(struct metrics_shared));
-		else if (!(m = metrics_alloc()))
-			err = -ENOMEM, munmap(p, sizeof(struct metrics_shared));
-		else {
-			m->shared = p;
-			m->size = sizeof(struct metrics_shared);
-			m->read_only = true;
-			*out = m;
-			err = 0;
-		}
-	}
-	close(fd);
-	return err;
-}
-
-int scratch_metrics_snapshot(const scratch_metrics *m, struct scratch_metrics_snapshot *out)
-{
-	uint64_t handles = 0, bytes = 0;
-
-	if (!m || !out)
-		return -EINVAL;
-	memset(out, 0, sizeof(*out));
-	for (unsigned i = 0; i < STRIPES; i++) {
-		const struct stripe *st = &m->shared->stripe[i];
-
-		handles += atomic_load_explicit(&st->handles, memory_order_relaxed);
-		bytes += atomic_load_explicit(&st->bytes, memory_order_relaxed);
-		for (unsigned op = 0; op < NOPS; op++) {
-			for (unsigned res = 0; res < NRESULTS; res++) {
-				out->seconds[op][res] +=
-					(double)atomic_load_explicit(&st->ns[op][res], memory_order_relaxed) / 1e9;
-				for (unsigned b = 0; b <= BUCKETS; b++)
-					out->ops[op][res] += atomic_load_explicit(&st->count[op][res][b],
-										  memory_order_relaxed);
+		t->handles += atomic_load_explicit(&st->handles, memory_order_relaxed);
+		t->bytes += atomic_load_explicit(&st->bytes, memory_order_relaxed);
+		for (unsigned op = 0; op < METRICS_NOPS; op++) {
+			for (unsigned res = 0; res < METRICS_NRESULTS; res++) {
+				t->ns[op][res] += atomic_load_explicit(&st->ns[op][res], memory_order_relaxed);
+				for (unsigned b = 0; b <= METRICS_BUCKETS; b++)
+					t->count[op][res][b] += atomic_load_explicit(
+						&st->count[op][res][b], memory_order_relaxed);
 			}
 		}
 	}
 	/* A stripe's share may be negative (a thread removed what another
 	 * put); the sums are not, save for a store used past its wrapper. */
-	out->handles = (int64_t)handles > 0 ? handles : 0;
-	out->bytes = (int64_t)bytes > 0 ? bytes : 0;
+	t->handles = (int64_t)t->handles > 0 ? t->handles : 0;
+	t->bytes = (int64_t)t->bytes > 0 ? t->bytes : 0;
+}
+
+/* Tallies m's counters, a view's as its file holds them now. */
+static int tally(const scratch_metrics *m, struct tally *t)
+{
+	struct metrics_shared *copy;
+	int err;
+
+	if (!m->view) {
+		tally_stripes(m->shared, t);
+		return 0;
+	}
+	err = registry_read(m, &copy);
+	if (!err)
+		tally_stripes(copy, t);
+	free(copy);
+	return err;
+}
+
+int scratch_metrics_snapshot(const scratch_metrics *m, struct scratch_metrics_snapshot *out)
+{
+	struct tally t;
+	int err;
+
+	if (!m || !out)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	err = tally(m, &t);
+	if (err)
+		return err;
+	out->handles = t.handles;
+	out->bytes = t.bytes;
+	for (unsigned op = 0; op < METRICS_NOPS; op++) {
+		for (unsigned res = 0; res < METRICS_NRESULTS; res++) {
+			out->seconds[op][res] = (double)t.ns[op][res] / 1e9;
+			for (unsigned b = 0; b <= METRICS_BUCKETS; b++)
+				out->ops[op][res] += t.count[op][res][b];
+		}
+	}
 	return 0;
 }
 
-static void write_histogram(FILE *f, const scratch_metrics *m)
+/* ns as decimal seconds, exact and in no locale's style: 2500 ->
+ * "0.0000025", 10^10 -> "10". */
+static void seconds_text(char *buf, size_t size, uint64_t ns)
 {
-	static const char *const ops[NOPS] = { "Put", "Read", "Remove" };
-	static const char *const results[NRESULTS] = { "success", "error" };
+	int n = snprintf(buf, size, "%" PRIu64 ".%09" PRIu64, ns / 1000000000u, ns % 1000000000u);
 
-	fputs("# HELP loki_scratch_store_requests_seconds Time taken to perform operations on the scratch store\n"
-	      "# TYPE loki_scratch_store_requests_seconds histogram\n", f);
-	for (unsigned op = 0; op < NOPS; op++) {
-		for (unsigned res = 0; res < NRESULTS; res++) {
-			uint64_t count[BUCKETS + 1] = { 0 }, ns = 0, total = 0;
+	while (n > 0 && buf[n - 1] == '0')
+		buf[--n] = '\0';
+	if (n > 0 && buf[n - 1] == '.')
+		buf[--n] = '\0';
+}
 
-			for (unsigned i = 0; i < STRIPES; i++) {
-				const struct stripe *st = &m->shared->stripe[i];
+static void write_histogram(FILE *f, const struct tally *t)
+{
+	static const char *const ops[METRICS_NOPS] = { "Put", "Read", "Remove" };
+	static const char *const results[METRICS_NRESULTS] = { "success", "error" };
+	static const char series[] = "loki_scratch_store_requests_seconds";
 
-				ns += atomic_load_explicit(&st->ns[op][res], memory_order_relaxed);
-				for (unsigned b = 0; b <= BUCKETS; b++)
-					count[b] += atomic_load_explicit(&st->count[op][res][b], memory_order_relaxed);
-			}
-			for (unsigned b = 0; b <= BUCKETS; b++) {
-				char le[32];
+	fprintf(f, "# HELP %s Time taken to perform operations on the scratch store\n"
+		   "# TYPE %s histogram\n", series, series);
+	for (unsigned op = 0; op < METRICS_NOPS; op++) {
+		for (unsigned res = 0; res < METRICS_NRESULTS; res++) {
+			uint64_t total = 0;
+			char num[48];
 
-				total += count[b];
-				if (b < BUCKETS)
-					snprintf(le, sizeof(le), "%g", (double)bucket_ns[b] / 1e9);
+			for (unsigned b = 0; b <= METRICS_BUCKETS; b++) {
+				total += t->count[op][res][b];
+				if (b < METRICS_BUCKETS)
+					seconds_text(num, sizeof(num), metrics_bucket_ns[b]);
 				else
-					snprintf(le, sizeof(le), "+Inf");
-				fprintf(f, "loki_scratch_store_requests_seconds_bucket{operation=\"%s\",result=\"%s\",le=\"%s\"} %llu\n",
-					ops[op], results[res], le, (unsigned long long)total);
+					snprintf(num, sizeof(num), "+Inf");
+				fprintf(f, "%s_bucket{operation=\"%s\",result=\"%s\",le=\"%s\"} %" PRIu64 "\n",
+					series, ops[op], results[res], num, total);
 			}
-			fprintf(f, "loki_scratch_store_requests_seconds_sum{operation=\"%s\",result=\"%s\"} %.17g\n",
-				ops[op], results[res], (double)ns / 1e9);
-			fprintf(f, "loki_scratch_store_requests_seconds_count{operation=\"%s\",result=\"%s\"} %llu\n",
-				ops[op], results[res], (unsigned long long)total);
+			seconds_text(num, sizeof(num), t->ns[op][res]);
+			fprintf(f, "%s_sum{operation=\"%s\",result=\"%s\"} %s\n", series, ops[op],
+				results[res], num[0] ? num : "0");
+			fprintf(f, "%s_count{operation=\"%s\",result=\"%s\"} %" PRIu64 "\n", series,
+				ops[op], results[res], total);
 		}
 	}
 }
 
+/* Writes all of p to fd; to a socket whose peer has gone, -EPIPE rather
+ * than SIGPIPE (a scraper that hung up must not kill the process). */
 static int write_all(int fd, const char *p, size_t n)
 {
-	while (n) {
-		ssize_t k = write(fd, p, n);
+	bool sock = true;
 
+	while (n) {
+		ssize_t k = sock ? send(fd, p, n, MSG_NOSIGNAL) : write(fd, p, n);
+
+		if (k < 0 && errno == ENOTSOCK && sock) {
+			sock = false;
+			continue;
+		}
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0)
@@ -547,7 +427,7 @@ static int write_all(int fd, const char *p, size_t n)
 
 int scratch_metrics_write_prometheus(const scratch_metrics *m, int fd)
 {
-	struct scratch_metrics_snapshot snap;
+	struct tally t;
 	char *text = NULL;
 	size_t len = 0;
 	FILE *f;
@@ -555,18 +435,20 @@ int scratch_metrics_write_prometheus(const scratch_metrics *m, int fd)
 
 	if (!m || fd < 0)
 		return -EINVAL;
+	err = tally(m, &t);
+	if (err)
+		return err;
 	f = open_memstream(&text, &len);
 	if (!f)
 		return -ENOMEM;
-	(void)scratch_metrics_snapshot(m, &snap);
 	fprintf(f, "# HELP loki_scratch_store_handles Current number of handles in the scratch store\n"
 		   "# TYPE loki_scratch_store_handles gauge\n"
-		   "loki_scratch_store_handles %llu\n"
+		   "loki_scratch_store_handles %" PRIu64 "\n"
 		   "# HELP loki_scratch_store_bytes Current number of bytes stored in the scratch store\n"
 		   "# TYPE loki_scratch_store_bytes gauge\n"
-		   "loki_scratch_store_bytes %llu\n",
-		(unsigned long long)snap.handles, (unsigned long long)snap.bytes);
-	write_histogram(f, m);
+		   "loki_scratch_store_bytes %" PRIu64 "\n",
+		t.handles, t.bytes);
+	write_histogram(f, &t);
 	err = ferror(f) ? -ENOMEM : 0;
 	if (fclose(f) && !err)
 		err = -ENOMEM;

@@ -19,6 +19,7 @@ struct observed_store {
 	scratch_store base; /* its table is never used: every call goes to inner */
 	scratch_store *inner;
 	scratch_metrics *metrics;
+	pid_t pid; /* the process that made it (fork: see gauges) */
 };
 
 struct observed_writer {
@@ -33,6 +34,14 @@ static struct observed_store *to_observed(scratch_store *s)
 	return (struct observed_store *)s;
 }
 
+/* Moves the gauges, unless this is a forked child's copy of the store:
+ * the blobs it holds are its parent's, counted there. */
+static void gauges(struct observed_store *o, int64_t handles, int64_t bytes)
+{
+	if (o->pid == metrics_process)
+		metrics_gauges(o->metrics, handles, bytes);
+}
+
 static int observed_put(scratch_store *s, const struct iovec *iov, int iovcnt, size_t total,
 			scratch_handle *out)
 {
@@ -42,7 +51,7 @@ static int observed_put(scratch_store *s, const struct iovec *iov, int iovcnt, s
 
 	metrics_count(o->metrics, SCRATCH_OP_PUT, err, metrics_ticks() - t0, 1);
 	if (!err)
-		metrics_gauges(o->metrics, 1, (int64_t)total);
+		gauges(o, 1, (int64_t)total);
 	return err;
 }
 
@@ -56,7 +65,7 @@ static int observed_put_batch(scratch_store *s, const struct iovec *blobs, size_
 	/* Each blob is a put, and takes its share of the time. */
 	metrics_count(o->metrics, SCRATCH_OP_PUT, err, metrics_ticks() - t0, n);
 	if (!err)
-		metrics_gauges(o->metrics, (int64_t)n, (int64_t)total);
+		gauges(o, (int64_t)n, (int64_t)total);
 	return err;
 }
 
@@ -78,7 +87,7 @@ static int observed_remove(scratch_store *s, scratch_handle h, uint64_t *size)
 
 	metrics_count(o->metrics, SCRATCH_OP_REMOVE, err, metrics_ticks() - t0, 1);
 	if (!err)
-		metrics_gauges(o->metrics, -1, -(int64_t)n);
+		gauges(o, -1, -(int64_t)n);
 	if (size)
 		*size = n;
 	return err;
@@ -123,7 +132,7 @@ static int observed_writer_commit(scratch_writer *base, scratch_handle *out)
 
 	metrics_count(o->metrics, SCRATCH_OP_PUT, err, w->ticks + (metrics_ticks() - t0), 1);
 	if (!err)
-		metrics_gauges(o->metrics, 1, (int64_t)w->bytes);
+		gauges(o, 1, (int64_t)w->bytes);
 	free(w);
 	return err;
 }
@@ -152,7 +161,7 @@ static void count_content(struct observed_store *o, int sign)
 	struct scratch_store_stats st;
 
 	if (scratch_store_stats(o->inner, &st) == 0)
-		metrics_gauges(o->metrics, sign * (int64_t)st.handles, sign * (int64_t)st.bytes);
+		gauges(o, sign * (int64_t)st.handles, sign * (int64_t)st.bytes);
 }
 
 static void observed_close(scratch_store *s)
@@ -193,7 +202,7 @@ int scratch_observe(scratch_metrics *m, scratch_store *inner, scratch_store **ou
 		*out = inner;
 		return 0;
 	}
-	if (!metrics_writable(m))
+	if (m->view)
 		return -EINVAL;
 	o = aligned_alloc(_Alignof(struct observed_store), sizeof(*o));
 	if (!o)
@@ -202,6 +211,7 @@ int scratch_observe(scratch_metrics *m, scratch_store *inner, scratch_store **ou
 	o->base.backend = &observed_backend;
 	o->inner = inner;
 	o->metrics = m;
+	o->pid = metrics_process;
 	metrics_hold(m);
 	count_content(o, 1);
 	*out = &o->base;

@@ -5,7 +5,10 @@
  * The data's path is short on purpose: a put is checks -> backend put
  * (which inserts into the table); a read is checks -> table lookup ->
  * reader; a remove is checks -> table remove (the backend frees the bytes
- * in its release callback when the last reference goes).
+ * in its release callback when the last reference goes).  An observed
+ * store (observe.c) has no table: its backend's read, remove, put_batch
+ * and stats hooks take those calls, and pass them on to the store it
+ * wraps through the store_* functions below.
  */
 #include <errno.h>
 #include <limits.h>

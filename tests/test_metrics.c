@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <locale.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -382,6 +383,32 @@ START_TEST(test_fork)
 }
 END_TEST
 
+/* The same, with nothing counted before the fork: parent and child each
+ * then claim a stripe of their own, which must not be the same one. */
+START_TEST(test_fork_first)
+{
+	enum { ROUNDS = 100000 }; /* long enough for the two to overlap */
+	scratch_metrics *m;
+	struct worker w;
+	int status;
+	pid_t pid;
+
+	ck_assert_int_eq(scratch_metrics_new(&m), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	w = (struct worker){ .s = observed_memory(m), .rounds = ROUNDS };
+	work(&w);
+	scratch_store_close(w.s);
+	if (pid == 0)
+		_exit(0);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	for (int op = 0; op < 3; op++)
+		ck_assert_uint_eq(snap(m).ops[op][OK], 2 * ROUNDS);
+	scratch_metrics_free(m);
+}
+END_TEST
+
 /* Reads what write_prometheus wrote into a NUL-terminated string. */
 static char *exposition(const scratch_metrics *m)
 {
@@ -484,13 +511,14 @@ static char *registry_file(const char *name)
 	return path;
 }
 
-static int count_files(void)
+/* Entries in the registry: visible names only, or hidden ones too. */
+static int count_files(bool hidden)
 {
 	char cmd[600];
 	int n = 0;
 	FILE *p;
 
-	snprintf(cmd, sizeof(cmd), "ls -A %s | wc -l", registry);
+	snprintf(cmd, sizeof(cmd), "ls %s %s | wc -l", hidden ? "-A" : "", registry);
 	p = popen(cmd, "r");
 	ck_assert_ptr_nonnull(p);
 	ck_assert_int_eq(fscanf(p, "%d", &n), 1);
@@ -506,7 +534,7 @@ START_TEST(test_registry)
 	struct stat st;
 
 	ck_assert_int_eq(scratch_metrics_new(&m), 0);
-	ck_assert_int_eq(count_files(), 0); /* nameless until registered */
+	ck_assert_int_eq(count_files(true), 0); /* nameless until registered */
 	ck_assert_int_eq(scratch_metrics_register(m, ""), -EINVAL);
 	ck_assert_int_eq(scratch_metrics_register(m, "a/b"), -EINVAL);
 	ck_assert_int_eq(scratch_metrics_register(m, "../x"), -EINVAL);
@@ -535,16 +563,155 @@ START_TEST(test_registry)
 	ck_assert_int_eq(scratch_metrics_unregister(view), -EINVAL);
 
 	ck_assert_int_eq(scratch_metrics_unregister(m), 0);
-	ck_assert_int_eq(count_files(), 0);
+	ck_assert_int_eq(count_files(false), 0);
 	ck_assert_int_eq(scratch_metrics_unregister(m), -EINVAL);
-	put(s, 33); /* the view still maps the counters */
+	put(s, 33); /* the view still reads the counters */
 	ck_assert_uint_eq(snap(view).bytes, 66);
 	scratch_metrics_free(view);
 
+	/* The same counters can be registered again, under any name. */
+	ck_assert_int_eq(scratch_metrics_register(m, "again"), 0);
+	ck_assert_int_eq(count_files(true), 1);
+	ck_assert_int_eq(scratch_metrics_attach(registry_file("again"), &view), 0);
+	ck_assert_uint_eq(snap(view).bytes, 66);
+	scratch_metrics_free(view);
+	ck_assert_int_eq(scratch_metrics_unregister(m), 0);
+
 	ck_assert_int_eq(scratch_metrics_register(m2, "ingester-1.chunks_2"), 0);
-	ck_assert_int_eq(count_files(), 1);
+	ck_assert_int_eq(count_files(false), 1);
 	scratch_metrics_free(m2); /* unregisters */
-	ck_assert_int_eq(count_files(), 0);
+	ck_assert_int_eq(count_files(false), 0);
+	scratch_store_close(s);
+	scratch_metrics_free(m);
+	ck_assert_int_eq(count_files(true), 0); /* the hidden name too */
+}
+END_TEST
+
+/* A forked child has a copy of the object, not of its name: its free and
+ * unregister leave the parent's registration alone, and it cannot
+ * register the counters itself. */
+START_TEST(test_fork_registry)
+{
+	scratch_metrics *m;
+	int status;
+	pid_t pid;
+
+	ck_assert_int_eq(scratch_metrics_new(&m), 0);
+	ck_assert_int_eq(scratch_metrics_register(m, "parent"), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int a = scratch_metrics_unregister(m), b = scratch_metrics_register(m, "child");
+
+		scratch_metrics_free(m);
+		_exit(a == -EINVAL && b == -EINVAL ? 0 : 1);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_int_eq(count_files(true), 1);
+	ck_assert_int_eq(access(registry_file("parent"), F_OK), 0);
+	ck_assert_int_eq(scratch_metrics_unregister(m), 0);
+	ck_assert_int_eq(scratch_metrics_register(m, "parent"), 0);
+	scratch_metrics_free(m);
+	ck_assert_int_eq(count_files(true), 0);
+}
+END_TEST
+
+/* A child that closes the observed store it inherited leaves the gauges
+ * alone: the blobs are its parent's. */
+START_TEST(test_fork_gauges)
+{
+	scratch_metrics *m;
+	int status;
+	pid_t pid;
+
+	ck_assert_int_eq(scratch_metrics_new(&m), 0);
+	scratch_store *s = observed_memory(m);
+
+	for (int i = 0; i < 10; i++)
+		put(s, 4);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		scratch_handle h;
+
+		scratch_put(s, "xy", 2, &h);
+		scratch_store_close(s);
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_uint_eq(snap(m).handles, 10);
+	ck_assert_uint_eq(snap(m).bytes, 40);
+	ck_assert_uint_eq(snap(m).ops[PUT][OK], 11); /* its operations do count */
+	scratch_store_close(s);
+	scratch_metrics_free(m);
+}
+END_TEST
+
+/* A view reads its file when asked: one that shrank gives -EIO, never a
+ * fault in the reader. */
+START_TEST(test_view_of_truncated_file)
+{
+	char path[600];
+	scratch_metrics *m, *view;
+	struct scratch_metrics_snapshot x;
+	int fd, in;
+
+	ck_assert_int_eq(scratch_metrics_new(&m), 0);
+	ck_assert_int_eq(scratch_metrics_register(m, "t"), 0);
+	/* A copy of the file, which this test may shrink. */
+	snprintf(path, sizeof(path), "%s/copy.metrics", registry);
+	in = open(registry_file("t"), O_RDONLY);
+	fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0600);
+	ck_assert(in >= 0 && fd >= 0);
+	for (char buf[4096]; ;) {
+		ssize_t k = read(in, buf, sizeof(buf));
+
+		ck_assert_int_ge(k, 0);
+		if (k == 0)
+			break;
+		ck_assert_int_eq(write(fd, buf, (size_t)k), k);
+	}
+	close(in);
+	ck_assert_int_eq(scratch_metrics_attach(path, &view), 0);
+	ck_assert_int_eq(scratch_metrics_snapshot(view, &x), 0);
+	ck_assert_int_eq(ftruncate(fd, 4096), 0);
+	ck_assert_int_eq(scratch_metrics_snapshot(view, &x), -EIO);
+	ck_assert_int_eq(scratch_metrics_write_prometheus(view, 1), -EIO);
+	close(fd);
+	unlink(path);
+	scratch_metrics_free(view);
+	scratch_metrics_free(m);
+}
+END_TEST
+
+/* The exposition is the same in any locale (a decimal comma would make it
+ * unreadable to Prometheus). */
+START_TEST(test_prometheus_locale)
+{
+	scratch_metrics *m;
+
+	if (!setlocale(LC_ALL, "de_DE.UTF-8") && !setlocale(LC_ALL, "fr_FR.UTF-8")) {
+		printf("SKIP test_prometheus_locale: no locale with a decimal comma installed\n");
+		return;
+	}
+	ck_assert_int_eq(scratch_metrics_new(&m), 0);
+	scratch_store *s = observed_memory(m);
+
+	put(s, 1);
+	char *text = exposition(m);
+
+	ck_assert_ptr_nonnull(strstr(text, "le=\"0.0000025\""));
+	/* No comma in a value: the text after each line's last space. */
+	for (const char *line = text; *line; line = strchr(line, '\n') + 1) {
+		const char *end = strchr(line, '\n'), *v = end;
+
+		while (v > line && v[-1] != ' ')
+			v--;
+		ck_assert_msg(*line == '#' || !memchr(v, ',', (size_t)(end - v)), "a comma in %.*s",
+			      (int)(end - line), line);
+	}
 	scratch_store_close(s);
 	scratch_metrics_free(m);
 }
@@ -636,12 +803,19 @@ int main(void)
 	tcase_add_test(tc, test_filesystem);
 	tcase_add_test(tc, test_threads);
 	tcase_add_test(tc, test_fork);
+	tcase_add_test(tc, test_fork_first);
 	tcase_add_test(tc, test_prometheus);
 	if (tmpfile_ok)
 		tcase_add_test(tc, test_registry);
 	else
 		printf("SKIP test_registry: %s cannot hold O_TMPFILE files, so metrics cannot "
 		       "be registered there\n", registry);
+	if (tmpfile_ok) {
+		tcase_add_test(tc, test_fork_registry);
+		tcase_add_test(tc, test_view_of_truncated_file);
+	}
+	tcase_add_test(tc, test_fork_gauges);
+	tcase_add_test(tc, test_prometheus_locale);
 	tcase_add_test(tc, test_attach_rejects);
 	tcase_add_test(tc, test_no_registry);
 	suite_add_tcase(s, tc);
