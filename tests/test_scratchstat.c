@@ -1014,7 +1014,8 @@ static void check_prometheus(const char *reg, pid_t dead)
  * a subdirectory and names to ignore: listed, exported, then cleaned. */
 START_TEST(test_registry)
 {
-	char reg[PATH_MAX], path[PATH_MAX], target[PATH_MAX], want[PATH_MAX + 1];
+	char reg[PATH_MAX], path[PATH_MAX], target[PATH_MAX], hidden[PATH_MAX];
+	char want[2 * PATH_MAX + 2];
 	struct snapshot before, after;
 	struct msummary sum;
 	scratch_metrics *m;
@@ -1047,6 +1048,9 @@ START_TEST(test_registry)
 		ignored_path(path, reg, i, dead);
 		write_file(path, "not a registry name");
 	}
+	/* The hidden name unregistered metrics keep: not listed, but cleaned. */
+	reg_path(hidden, reg, ".scratch-", dead, "-3.metrics");
+	write_file(hidden, "unregistered");
 
 	snapshot(reg, &before);
 	check_listing(reg, dead, m);
@@ -1056,14 +1060,15 @@ START_TEST(test_registry)
 	snapshot_free(&before);
 	snapshot_free(&after);
 
-	/* --clean removes the stale file, and only it. */
+	/* --clean removes the stale file and the hidden one, and only them. */
 	reg_path(path, reg, "scratch-", dead, "-old.metrics");
-	snprintf(want, sizeof(want), "%s\n", path);
+	snprintf(want, sizeof(want), "%s\n%s\n", hidden, path);
 	RUN(&r, 0, "--clean");
 	ck_assert_str_eq(r.out, want);
 	ck_assert_str_eq(r.err, "");
 	run_free(&r);
 	require(access(path, F_OK) == -1 && errno == ENOENT);
+	require(access(hidden, F_OK) == -1 && errno == ENOENT);
 	require(access(target, F_OK) == 0);
 	reg_path(path, reg, "scratch-", 1, "-junk.metrics");
 	require(access(path, F_OK) == 0);

@@ -121,7 +121,8 @@
  * ------------------------------------------------------------- --clean
  *
  * The only mode that changes anything: removes from the registry each
- * entry named as above that is a regular file (fstatat with
+ * entry named as above, or hidden as unregistered metrics keep their file
+ * (.scratch-<pid>-<n>.metrics), that is a regular file (fstatat with
  * AT_SYMLINK_NOFOLLOW) and whose pid does not exist (kill fails with
  * ESRCH), whatever it holds, with unlinkat (which never follows), and
  * prints its path, one per line.  An entry gone meanwhile is no error.

@@ -226,7 +226,9 @@ static bool registry_read(struct registry *r, bool counters)
 			err = errno; /* 0 at the end */
 			break;
 		}
-		if (!parse_file_name(de->d_name, &pid, name))
+		/* --clean also takes the hidden names that unregistered
+		 * metrics keep (.scratch-<pid>-<n>.metrics). */
+		if (!parse_file_name(de->d_name + (!counters && de->d_name[0] == '.'), &pid, name))
 			continue;
 		if (!(e = registry_add(r, de->d_name))) {
 			err = ENOMEM;
