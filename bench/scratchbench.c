@@ -317,8 +317,8 @@ static int store_new(enum target t, scratch_store **out)
 		scratch_store *s;
 		int err = scratch_metrics_new(&m);
 
-		if (!err && !(err = scratch_memory_new(&s)))
-			err = scratch_observe(m, s, out);
+		if (!err && !(err = scratch_memory_new(&s)) && (err = scratch_observe(m, s, out)))
+			scratch_store_close(s);
 		scratch_metrics_free(m); /* the store keeps it until it closes */
 		return err;
 	}
