@@ -294,9 +294,14 @@ START_TEST(test_data_not_in_heap)
 	long grown = rss_anon_kib() - before;
 
 	printf("512 MiB stored: anonymous memory grew by %ld KiB\n", grown);
-#ifdef __SANITIZE_THREAD__
+#if defined(__SANITIZE_THREAD__)
 	/* ThreadSanitizer's shadow of every mapped byte is anonymous memory. */
 	printf("ThreadSanitizer build: not checking the bound\n");
+#elif defined(__SANITIZE_ADDRESS__)
+	/* AddressSanitizer adds shadow and redzones to the table's and the
+	 * staging buffers' memory: 30.5 MiB here against 18 MiB, within a
+	 * page of the plain bound on other layouts. */
+	ck_assert_int_lt(grown, 48 * 1024);
 #else
 	ck_assert_int_lt(grown, 32 * 1024);
 #endif
