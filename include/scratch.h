@@ -161,7 +161,11 @@ SCRATCH_API int scratch_read(scratch_store *s, scratch_handle h, scratch_reader 
 
 /* Removes the blob h: later reads and removes of h give SCRATCH_ENOTFOUND.
  * Readers already open keep working; the blob's memory or disk space is
- * released when the last of them closes.
+ * released when the last of them closes.  On a filesystem store, a blob of
+ * 1 MiB or more is then punched out of its file; smaller blobs are packed
+ * into 16 MiB segment files, whose space comes back when the last of their
+ * blobs goes and no put is filling them any more (a punch per small blob
+ * made writes 5-10x slower here: see lib/segment.c).
  * Returns 0; -EINVAL (s NULL); SCRATCH_ENOTFOUND (h unknown or removed). */
 SCRATCH_API int scratch_remove(scratch_store *s, scratch_handle h);
 

@@ -4,8 +4,11 @@
  *
  * Layout.  The table is HTAB_SHARDS independent shards.  A handle carries
  * its shard in its low HTAB_SHARD_BITS bits and a per-shard sequence number
- * (1, 2, 3, ...) above them, so handles are never 0 and never reused.  Each
- * shard has
+ * above them, so handles are never 0 and never reused.  The sequences of
+ * a table start at its tag (a number each table of the process gets in
+ * turn, in the top HTAB_TAG_BITS bits) plus 1, so another table's handle
+ * finds no entry here (until 65536 tables later, or 2^43 handles into a
+ * shard).  Each shard has
  * - a slot array of 8-byte words, linear probing from a home slot that
  *   keeps consecutive sequence numbers together (slot_home): 0 is empty,
  *   ~0 a tombstone, anything else is
@@ -307,6 +310,10 @@ static int pool_grow(struct htab_shard *sh)
 
 int htab_init(struct htab *t, const struct htab_ops *ops, void *ctx)
 {
+	static _Atomic uint32_t tables;
+	uint64_t tag = atomic_fetch_add_explicit(&tables, 1, memory_order_relaxed) &
+		       ((1u << HTAB_TAG_BITS) - 1);
+
 	memset(t, 0, sizeof(*t));
 	t->ops = ops;
 	t->ctx = ctx;
@@ -319,7 +326,7 @@ int htab_init(struct htab *t, const struct htab_ops *ops, void *ctx)
 			return -ENOMEM;
 		}
 		atomic_init(&sh->slots, s);
-		sh->next_seq = 1;
+		sh->next_seq = tag << (64 - HTAB_SHARD_BITS - HTAB_TAG_BITS) | 1;
 		sh->entry_shift = ops->small_blobs ? 7 : 6;
 	}
 	atomic_init(&t->shards_open, HTAB_SHARDS);

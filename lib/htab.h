@@ -18,6 +18,7 @@
 
 #define HTAB_SHARD_BITS 5
 #define HTAB_SHARDS (1u << HTAB_SHARD_BITS)
+#define HTAB_TAG_BITS 16 /* a handle's top bits tell its table (htab.c) */
 #define HTAB_CHUNKS 26 /* chunk c holds 64 << c entries: 2^32 per shard */
 #define HTAB_GROUP_SHARDS 8 /* a thread puts into a group of this many (htab.c) */
 

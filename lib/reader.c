@@ -134,7 +134,7 @@ ssize_t scratch_reader_read(scratch_reader *r, void *buf, size_t n)
 {
 	if (!r || (!buf && n))
 		return -EINVAL;
-	if (r->offset >= r->size)
+	if (n == 0 || r->offset >= r->size)
 		return 0;
 	uint64_t left = r->size - r->offset;
 

@@ -84,6 +84,7 @@ START_TEST(test_large_blob)
 	require(scratch_put(s, buf, n, &h) == 0);
 	expect_bytes(s, h, buf, n);
 	require(scratch_read(s, h, &r) == 0);
+	require(scratch_reader_read(r, NULL, 0) == 0); /* allowed: no bytes asked */
 	require(scratch_reader_seek(r, -4096, SEEK_END) == (int64_t)(n - 4096));
 	unsigned char tail[8192];
 
@@ -288,6 +289,27 @@ START_TEST(test_many_stores)
 }
 END_TEST
 
+/* A handle is only good in the store that issued it: in another, where
+ * the same sequence may be live, it is not found. */
+START_TEST(test_foreign_handles)
+{
+	scratch_store *a = store_new(), *b = store_new();
+	scratch_reader *r;
+
+	for (unsigned i = 0; i < 100; i++) {
+		struct blob x = put_seeded(a, i, 10 + i), y = put_seeded(b, 1000 + i, 20 + i);
+
+		ck_assert_int_eq(scratch_read(b, x.h, &r), SCRATCH_ENOTFOUND);
+		ck_assert_int_eq(scratch_read(a, y.h, &r), SCRATCH_ENOTFOUND);
+		ck_assert_int_eq(scratch_remove(b, x.h), SCRATCH_ENOTFOUND);
+		expect_blob(a, &x);
+		expect_blob(b, &y);
+	}
+	scratch_store_close(a);
+	scratch_store_close(b);
+}
+END_TEST
+
 START_TEST(test_threads)
 {
 	pthread_t t[MT_THREADS];
@@ -315,6 +337,7 @@ int main(void)
 	tcase_add_test(tc, test_putv_and_batch);
 	tcase_add_test(tc, test_writer);
 	tcase_add_test(tc, test_many_stores);
+	tcase_add_test(tc, test_foreign_handles);
 	tcase_add_test(tc, test_threads);
 	suite_add_tcase(s, tc);
 

@@ -110,6 +110,7 @@ START_TEST(test_null_reader)
 
 	ck_assert_int_eq(scratch_reader_read(NULL, &c, 1), -EINVAL);
 	ck_assert_int_eq(scratch_reader_read(reader, NULL, 1), -EINVAL);
+	ck_assert_int_eq(scratch_reader_read(reader, NULL, 0), 0); /* no bytes asked */
 	ck_assert_int_eq(scratch_reader_seek(NULL, 0, SEEK_SET), -EINVAL);
 	ck_assert_uint_eq(scratch_reader_size(NULL), 0);
 	ck_assert_ptr_null(scratch_reader_data(NULL));
