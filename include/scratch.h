@@ -124,7 +124,8 @@ SCRATCH_API void scratch_store_close(scratch_store *s);
 /* Writes out what a filesystem store still holds in its staging buffers
  * (small blobs are packed in memory and written in large batches, when a
  * buffer fills or on this call; close discards what is unwritten, since
- * the files go too).  Blobs stay readable throughout;
+ * the files go too), and gives back the disk space of segment files that
+ * no blob is left in (scratch_remove).  Blobs stay readable throughout;
  * this only bounds how much sits in memory and forces the disk write now.
  * A blob whose write fails is kept in memory (with a WARN log line): this
  * returns 0 even then, since nothing was lost.  A memory store has nothing
@@ -164,8 +165,9 @@ SCRATCH_API int scratch_read(scratch_store *s, scratch_handle h, scratch_reader 
  * released when the last of them closes.  On a filesystem store, a blob of
  * 1 MiB or more is then punched out of its file; smaller blobs are packed
  * into 16 MiB segment files, whose space comes back when the last of their
- * blobs goes and no put is filling them any more (a punch per small blob
- * made writes 5-10x slower here: see lib/segment.c).
+ * blobs goes (a punch per small blob made writes 5-10x slower here: see
+ * lib/segment.c).  A segment that puts are still filling goes then if it
+ * is three quarters used, else at the next scratch_store_flush.
  * Returns 0; -EINVAL (s NULL); SCRATCH_ENOTFOUND (h unknown or removed). */
 SCRATCH_API int scratch_remove(scratch_store *s, scratch_handle h);
 

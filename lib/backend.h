@@ -57,7 +57,9 @@ struct scratch_backend {
 	uint64_t (*heap_bytes)(scratch_store *s);
 	/* An observed store's (observe.c), which has no table of its own and
 	 * passes these on; NULL in a backend that keeps its blobs, whose
-	 * reads, removes, batches and statistics store.c takes from its table. */
+	 * reads, removes, batches and statistics store.c takes from its table.
+	 * (The filesystem store has a remove of its own: htab_remove, then
+	 * giving back segments left empty.) */
 	int (*read)(scratch_store *s, scratch_handle h, scratch_reader **out);
 	int (*remove)(scratch_store *s, scratch_handle h, uint64_t *size);
 	int (*put_batch)(scratch_store *s, const struct iovec *blobs, size_t n, size_t total,

@@ -43,6 +43,10 @@ struct stage {
 	unsigned char *buf;  /* STAGE_SIZE bytes of the heap, or NULL */
 };
 
+/* The most references a lane holds on its segment: its own, its filling
+ * buffer's, and one per buffer in flight. */
+#define LANE_REFS_MAX (2 + WIO_INFLIGHT)
+
 struct lane {
 	pthread_mutex_t lock;
 	struct wio io;
@@ -70,6 +74,9 @@ struct fs_store {
 	_Atomic bool told_pwrite;
 	_Atomic uint64_t retry_at; /* CLOCK_MONOTONIC ns: no disk before */
 	_Atomic unsigned next_lane;
+	/* A lane's segment may hold no blob any more (fs_release): the next
+	 * remove or flush looks (fs_reclaim). */
+	_Atomic bool reclaim;
 	struct lane lanes[NLANES];
 };
 

@@ -42,6 +42,7 @@ struct segment {
 	uint64_t size;
 	const unsigned char *map;     /* PROT_READ, MAP_SHARED, size bytes */
 	void *lane;                   /* the lane that stages into it, or NULL */
+	_Atomic bool filling;         /* that lane still puts blobs into it */
 	_Atomic uint32_t refs;
 	/* Staged bytes below `written` are on disk: readers may map them.
 	 * Stored with release after the write completed, loaded with acquire

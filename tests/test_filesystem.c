@@ -467,6 +467,45 @@ START_TEST(test_space_released)
 }
 END_TEST
 
+/* Small blobs share segment files: once the last of them is gone (and
+ * the last reader of one closed), a flush lets the files go, though their
+ * lanes had room left in them; the next remove does if they were three
+ * quarters used (fs_reclaim). */
+START_TEST(test_small_blobs_space_released)
+{
+	enum { N = 700 }; /* 24.5 MB */
+	char dir[PATH_MAX];
+	struct blob b[N];
+	scratch_reader *r;
+	scratch_store *s;
+
+	case_dir(dir);
+	s = fs_new(NULL, dir);
+	for (unsigned i = 0; i < N; i++)
+		b[i] = put_seeded(s, i, 1000 + 97 * i); /* 1 KB to 59 KB: staged */
+	require(scratch_store_flush(s) == 0);
+	ck_assert_uint_gt(count_files(dir), 0);
+	require(scratch_read(s, b[N / 2].h, &r) == 0);
+	for (unsigned i = 0; i < N; i++)
+		require(scratch_remove(s, b[i].h) == 0);
+	verify_seeded(r, b[N / 2].seed, b[N / 2].n); /* its segment stays for its reader */
+	ck_assert_uint_gt(count_files(dir), 0);
+	require(scratch_reader_close(r) == 0);
+	require(scratch_store_flush(s) == 0); /* or the next remove */
+	ck_assert_uint_eq(count_files(dir), 0);
+	ck_assert_uint_eq(disk_bytes(dir), 0);
+	/* The store goes on: new blobs get new segments, which a blob put
+	 * and removed at once does not use up. */
+	b[0] = put_seeded(s, 7, 5000);
+	require(scratch_store_flush(s) == 0);
+	expect_blob(s, &b[0]);
+	require(scratch_remove(s, b[0].h) == 0);
+	ck_assert_uint_eq(count_files(dir), 1);
+	scratch_store_close(s);
+	rm_rf(dir);
+}
+END_TEST
+
 START_TEST(test_no_leaks)
 {
 	const unsigned cycles = 20000;
@@ -662,6 +701,7 @@ int main(void)
 	tcase_add_test(tc, test_readers_outlive_remove_and_close);
 	tcase_add_test(tc, test_handles);
 	tcase_add_test(tc, test_space_released);
+	tcase_add_test(tc, test_small_blobs_space_released);
 	tcase_add_test(tc, test_no_leaks);
 	tcase_add_test(tc, test_pwrite_forced);
 	tcase_add_loop_test(tc, test_stress, 0, 2);
