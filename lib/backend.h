@@ -85,7 +85,6 @@ int store_put_batch(scratch_store *s, const struct iovec *blobs, size_t n, size_
 		    scratch_handle *out);
 int scratch_store_stats(scratch_store *s, struct scratch_store_stats *out);
 
-
 /* Copies the concatenation of iov[0..iovcnt) to dst. */
 static inline void copy_iov(unsigned char *dst, const struct iovec *iov, int iovcnt)
 {
