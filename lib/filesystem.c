@@ -538,6 +538,8 @@ static void lane_reclaim(struct fs_store *fs, struct lane *l, unsigned quarters)
 		l->fill = (struct stage){ .buf = l->fill.buf };
 	}
 	stage_drain(fs, l);
+	if (l->seg != seg)
+		return; /* a write of it failed, and segment_adopt let it go */
 	atomic_store_explicit(&seg->filling, false, memory_order_relaxed);
 	l->seg = NULL;
 	segment_put(seg); /* the last reference: the file goes */

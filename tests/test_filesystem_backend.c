@@ -311,6 +311,32 @@ START_TEST(test_data_not_in_heap)
 }
 END_TEST
 
+/* A lane's segment left empty goes (fs_reclaim) while its last buffers
+ * may still be in flight; if their writes fail, the segment adopts them and
+ * lets itself go (segment_adopt), and is not let go a second time.  (ASan
+ * and the reference count's underflow would show it.) */
+START_TEST(test_reclaim_meets_failed_write)
+{
+	enum { NBLOBS = 7552 }; /* 29.5 MiB of 4 KiB: 12 MiB or more in a lane's segment */
+	scratch_store *s = open_store(true);
+	scratch_handle *h = malloc(NBLOBS * sizeof(*h));
+	static unsigned char buf[4096];
+
+	require(h != NULL);
+	for (unsigned i = 0; i < NBLOBS; i++)
+		require(scratch_put(s, buf, sizeof(buf), &h[i]) == 0);
+	wio_fault = fail_all; /* the buffers still in flight fail when reaped */
+	for (unsigned i = 0; i < NBLOBS; i++)
+		require(scratch_remove(s, h[i]) == 0);
+	wio_fault = NULL;
+	ck_assert_int_eq(scratch_store_flush(s), 0);
+	ck_assert_uint_eq(count_files(root), 0);
+	printf("reclaim with failing writes: %d WARN lines\n", nwarn);
+	scratch_store_close(s);
+	free(h);
+}
+END_TEST
+
 /* Without io_uring the store writes with pwrite, says so once at INFO,
  * and loses nothing. */
 START_TEST(test_io_uring_blocked)
@@ -375,6 +401,7 @@ static Suite *fs_suite(void)
 	tcase_add_loop_test(tc, test_writer_fails_over, 0, 2);
 	tcase_add_loop_test(tc, test_small_writers_hold_little, 0, 2);
 	tcase_add_test(tc, test_data_not_in_heap);
+	tcase_add_test(tc, test_reclaim_meets_failed_write);
 	tcase_add_test(tc, test_io_uring_blocked);
 	tcase_add_test(tc, test_ring_breaks);
 	suite_add_tcase(s, tc);
