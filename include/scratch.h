@@ -44,7 +44,9 @@ extern "C" {
 /* ---------------------------------------------------------------- errors */
 
 /* Returned for a handle the store does not know: never issued, removed, or
- * issued by another store.  Outside the errno range. */
+ * issued by another store (stores tell their handles apart by a 16-bit tag
+ * each gets in turn, so of the stores a process opens, two 65536 apart
+ * share one).  Outside the errno range. */
 #define SCRATCH_ENOTFOUND (-10000)
 
 /* A static, never-NULL description of any code this library returns:
@@ -166,8 +168,9 @@ SCRATCH_API int scratch_read(scratch_store *s, scratch_handle h, scratch_reader 
  * 1 MiB or more is then punched out of its file; smaller blobs are packed
  * into 16 MiB segment files, whose space comes back when the last of their
  * blobs goes (a punch per small blob made writes 5-10x slower here: see
- * lib/segment.c).  A segment that puts are still filling goes then if it
- * is three quarters used, else at the next scratch_store_flush.
+ * lib/segment.c).  A segment that puts are still filling goes at the
+ * remove that empties it if it is three quarters used (once the writes
+ * under way for it are done), else at the next scratch_store_flush.
  * Returns 0; -EINVAL (s NULL); SCRATCH_ENOTFOUND (h unknown or removed). */
 SCRATCH_API int scratch_remove(scratch_store *s, scratch_handle h);
 

@@ -498,12 +498,17 @@ static void fs_release(void *ctx, struct htab_entry *e, unsigned shard)
 	if (!(e->backing_index & BLOB_STAGED) ||
 	    e->offset + e->size <= atomic_load_explicit(&seg->written, memory_order_acquire))
 		segment_release_range(seg, e->offset, e->size);
+	/* Read before the put, which may free seg: the lane sets it before
+	 * any blob goes in (lane_room) and clears it under its lock. */
+	bool filling = atomic_load_explicit(&seg->filling, memory_order_relaxed);
+	unsigned left = segment_put(seg);
+
 	/* The last blobs of a segment a lane still fills: it might hold none
-	 * now (lane_reclaim). */
-	if (atomic_load_explicit(&seg->filling, memory_order_relaxed) &&
-	    atomic_load_explicit(&seg->refs, memory_order_relaxed) <= LANE_REFS_MAX + 1)
-		atomic_store_explicit(&fs->reclaim, true, memory_order_relaxed);
-	segment_put(seg);
+	 * now (lane_reclaim).  Counted after our own put, so of two removes
+	 * racing to empty it, the later one sees so.  Release: pairs with
+	 * fs_reclaim's exchange. */
+	if (filling && left && left <= LANE_REFS_MAX)
+		atomic_store_explicit(&fs->reclaim, true, memory_order_release);
 }
 
 /* The references that lane l itself holds on its segment: its own, its
@@ -522,10 +527,12 @@ static unsigned lane_refs(struct lane *l)
  * quarters/4 of it were used, rather than keeping that dead space on
  * disk until the lane next needs room.  Blobs take their references under
  * the lane lock, which we hold, so a count that equals the lane's own
- * references stays so; what is still staged for the segment is dead and
- * is not written.  Lane locked.
+ * references stays so.  What is still staged for the segment is dead: the
+ * filling buffer is dropped unwritten, and the buffers in flight keep the
+ * segment until they are reaped (the next write through the lane, or a
+ * flush), so nobody waits for them here.  Lane locked.
  */
-static void lane_reclaim(struct fs_store *fs, struct lane *l, unsigned quarters)
+static void lane_reclaim(struct lane *l, unsigned quarters)
 {
 	struct segment *seg = l->seg;
 
@@ -537,12 +544,9 @@ static void lane_reclaim(struct fs_store *fs, struct lane *l, unsigned quarters)
 		segment_put(seg);
 		l->fill = (struct stage){ .buf = l->fill.buf };
 	}
-	stage_drain(fs, l);
-	if (l->seg != seg)
-		return; /* a write of it failed, and segment_adopt let it go */
 	atomic_store_explicit(&seg->filling, false, memory_order_relaxed);
 	l->seg = NULL;
-	segment_put(seg); /* the last reference: the file goes */
+	segment_put(seg); /* the file goes with the last reference */
 }
 
 /*
@@ -551,22 +555,21 @@ static void lane_reclaim(struct fs_store *fs, struct lane *l, unsigned quarters)
  * and removes them soon after empties its lanes' segments over and over,
  * and would otherwise make a new segment file for every few megabytes
  * (1/4: scratchbench mixed 4 KiB, 16 live, io_uring: -13%; 3/4: even).
- * scratch_store_flush lets any empty one go.  A lane busy with a put is
- * left for the next time.
+ * scratch_store_flush lets any empty one go.  The lane locks are taken,
+ * not tried: a remove racing ours may hold one, having looked before our
+ * blob went, and we must look after it.
  */
 static void fs_reclaim(struct fs_store *fs)
 {
+	/* Acquire: pairs with fs_release's store, after its put. */
 	if (!atomic_load_explicit(&fs->reclaim, memory_order_relaxed) ||
-	    !atomic_exchange_explicit(&fs->reclaim, false, memory_order_relaxed))
+	    !atomic_exchange_explicit(&fs->reclaim, false, memory_order_acquire))
 		return;
 	for (unsigned i = 0; i < NLANES; i++) {
 		struct lane *l = &fs->lanes[i];
 
-		if (pthread_mutex_trylock(&l->lock)) {
-			atomic_store_explicit(&fs->reclaim, true, memory_order_relaxed);
-			continue;
-		}
-		lane_reclaim(fs, l, 3);
+		pthread_mutex_lock(&l->lock);
+		lane_reclaim(l, 3);
 		pthread_mutex_unlock(&l->lock);
 	}
 }
@@ -643,7 +646,7 @@ static int fs_flush(scratch_store *s)
 		pthread_mutex_lock(&l->lock);
 		stage_start(fs, l, false);
 		stage_drain(fs, l);
-		lane_reclaim(fs, l, 0);
+		lane_reclaim(l, 0);
 		pthread_mutex_unlock(&l->lock);
 	}
 	return 0;
@@ -678,8 +681,10 @@ static void fs_close(scratch_store *s)
 		l->fill = (struct stage){ 0 };
 		while (l->nspare)
 			heap_free(&fs->heap, HEAP_NO_CACHE, l->spare[--l->nspare]);
-		if (l->seg)
+		if (l->seg) {
+			atomic_store_explicit(&l->seg->filling, false, memory_order_relaxed);
 			segment_put(l->seg);
+		}
 		l->seg = NULL;
 		if (l->io_ready)
 			wio_fini(&l->io);

@@ -277,13 +277,14 @@ int segment_new(struct segment_dir *d, uint64_t size, struct segment **out)
 	return 0;
 }
 
-void segment_put(struct segment *s)
+unsigned segment_put(struct segment *s)
 {
 	struct segment_dir *d = s->dir;
-
 	/* acq_rel: whoever frees must see every other holder's last use. */
-	if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
-		return;
+	unsigned left = atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) - 1;
+
+	if (left)
+		return left;
 	pthread_mutex_lock(&d->lock);
 	if (s->prev)
 		s->prev->next = s->next;
@@ -302,6 +303,7 @@ void segment_put(struct segment *s)
 	atomic_fetch_sub_explicit(&d->disk_bytes, s->size, memory_order_relaxed);
 	atomic_fetch_sub_explicit(&d->nsegments, 1, memory_order_relaxed);
 	free(s);
+	return 0;
 }
 
 void segment_written(struct segment *s)

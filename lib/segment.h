@@ -88,7 +88,8 @@ static inline void segment_get(struct segment *s)
 	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
 }
 
-void segment_put(struct segment *s);
+/* Drops a reference; returns how many are left (0: the segment is gone). */
+unsigned segment_put(struct segment *s);
 
 /* A segment of one blob is written for good: its file descriptor goes (a
  * process keeps a thousand large blobs without a thousand fds).  The

@@ -312,9 +312,10 @@ START_TEST(test_data_not_in_heap)
 END_TEST
 
 /* A lane's segment left empty goes (fs_reclaim) while its last buffers
- * may still be in flight; if their writes fail, the segment adopts them and
- * lets itself go (segment_adopt), and is not let go a second time.  (ASan
- * and the reference count's underflow would show it.) */
+ * may still be in flight; they keep it until they are reaped, and if
+ * their writes fail then, the segment adopts them (segment_adopt) though
+ * no lane holds it any more, and is let go once.  (ASan and the reference
+ * count's underflow would show a second time.) */
 START_TEST(test_reclaim_meets_failed_write)
 {
 	enum { NBLOBS = 7552 }; /* 29.5 MiB of 4 KiB: 12 MiB or more in a lane's segment */
@@ -328,8 +329,8 @@ START_TEST(test_reclaim_meets_failed_write)
 	wio_fault = fail_all; /* the buffers still in flight fail when reaped */
 	for (unsigned i = 0; i < NBLOBS; i++)
 		require(scratch_remove(s, h[i]) == 0);
-	wio_fault = NULL;
 	ck_assert_int_eq(scratch_store_flush(s), 0);
+	wio_fault = NULL;
 	ck_assert_uint_eq(count_files(root), 0);
 	printf("reclaim with failing writes: %d WARN lines\n", nwarn);
 	scratch_store_close(s);
