@@ -57,14 +57,6 @@ static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 /* ------------------------------------------------------------------ time */
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 #if defined(__x86_64__)
 static bool clocksource_is_tsc(void)
 {
@@ -84,7 +76,7 @@ static bool clocksource_is_tsc(void)
 static bool clock_and_tsc(uint64_t *ns, uint64_t *tsc)
 {
 	for (int tries = 0; tries < 100; tries++) {
-		uint64_t a = __rdtsc(), t = now_ns(), b = __rdtsc();
+		uint64_t a = __rdtsc(), t = monotonic_ns(), b = __rdtsc();
 
 		if (b > a && b - a < SAMPLE_MAX_TICKS) {
 			*ns = t;
@@ -104,7 +96,7 @@ static void clock_init(void)
 
 	if (!clocksource_is_tsc() || !clock_and_tsc(&t0, &c0))
 		return;
-	while (now_ns() - t0 < CALIBRATE_NS)
+	while (monotonic_ns() - t0 < CALIBRATE_NS)
 		;
 	if (!clock_and_tsc(&t1, &c1) || c1 <= c0 || t1 - t0 > 1000000000u)
 		return; /* stalled for a second: no rate to trust */
@@ -204,24 +196,22 @@ static unsigned bucket_of(uint64_t ns)
 	return b;
 }
 
-void metrics_count(scratch_metrics *m, enum scratch_op op, int err, uint64_t ticks, uint64_t n)
+void metrics_count(scratch_metrics *m, enum scratch_op op, int err, uint64_t ticks, uint64_t n,
+		   int64_t handles, int64_t bytes)
 {
 	struct metrics_stripe *st = stripe_of(m);
 	int res = err ? SCRATCH_RESULT_ERROR : SCRATCH_RESULT_SUCCESS;
-	uint64_t ns = ns_of(ticks);
 
-	if (n == 0)
-		return;
-	add(m, st, &st->count[op][res][bucket_of(ns / n)], n);
-	add(m, st, &st->ns[op][res], ns);
-}
+	if (n) {
+		uint64_t ns = ns_of(ticks);
 
-void metrics_gauges(scratch_metrics *m, int64_t handles, int64_t bytes)
-{
-	struct metrics_stripe *st = stripe_of(m);
-
-	add(m, st, &st->handles, (uint64_t)handles);
-	add(m, st, &st->bytes, (uint64_t)bytes);
+		add(m, st, &st->count[op][res][bucket_of(ns / n)], n);
+		add(m, st, &st->ns[op][res], ns);
+	}
+	if (handles || bytes) {
+		add(m, st, &st->handles, (uint64_t)handles);
+		add(m, st, &st->bytes, (uint64_t)bytes);
+	}
 }
 
 /* -------------------------------------------------------------- lifetime */

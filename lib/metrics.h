@@ -66,28 +66,31 @@ extern pid_t metrics_process;
  * timestamps are TSC ticks (metrics.c). */
 extern bool metrics_tsc;
 
+static inline uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* A timestamp for timing an operation, in ticks that metrics_count turns
  * into nanoseconds: the TSC where the kernel keeps its own time with it,
  * else the monotonic clock's nanoseconds.  Here rdtsc takes 7 ns and
  * clock_gettime 17, and an observed operation reads the clock twice. */
 static inline uint64_t metrics_ticks(void)
 {
-	struct timespec ts;
-
 #if defined(__x86_64__)
 	if (__builtin_expect(metrics_tsc, 1))
 		return __rdtsc();
 #endif
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	return monotonic_ns();
 }
 
-/* Counts n operations that took `ticks` in all, each succeeding if err is
- * 0. */
-void metrics_count(scratch_metrics *m, enum scratch_op op, int err, uint64_t ticks, uint64_t n);
-
-/* Moves the gauges by handles and bytes. */
-void metrics_gauges(scratch_metrics *m, int64_t handles, int64_t bytes);
+/* Counts n operations (none: 0) that took `ticks` in all, each succeeding
+ * if err is 0, and moves the gauges by handles and bytes. */
+void metrics_count(scratch_metrics *m, enum scratch_op op, int err, uint64_t ticks, uint64_t n,
+		   int64_t handles, int64_t bytes);
 
 /* A zeroed object with one reference and no counters yet. */
 scratch_metrics *metrics_alloc(void);

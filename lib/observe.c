@@ -19,7 +19,7 @@ struct observed_store {
 	scratch_store base; /* its table is never used: every call goes to inner */
 	scratch_store *inner;
 	scratch_metrics *metrics;
-	pid_t pid; /* the process that made it (fork: see gauges) */
+	pid_t pid; /* the process that made it (fork: see count) */
 };
 
 struct observed_writer {
@@ -34,12 +34,15 @@ static struct observed_store *to_observed(scratch_store *s)
 	return (struct observed_store *)s;
 }
 
-/* Moves the gauges, unless this is a forked child's copy of the store:
- * the blobs it holds are its parent's, counted there. */
-static void gauges(struct observed_store *o, int64_t handles, int64_t bytes)
+/* Counts n operations of o that took `ticks`, and for a success moves the
+ * gauges by handles and bytes, unless this is a forked child's copy of the
+ * store: the blobs it holds are its parent's, counted there. */
+static void count(struct observed_store *o, enum scratch_op op, int err, uint64_t ticks,
+		  uint64_t n, int64_t handles, int64_t bytes)
 {
-	if (o->pid == metrics_process)
-		metrics_gauges(o->metrics, handles, bytes);
+	bool gauges = !err && o->pid == metrics_process;
+
+	metrics_count(o->metrics, op, err, ticks, n, gauges ? handles : 0, gauges ? bytes : 0);
 }
 
 static int observed_put(scratch_store *s, const struct iovec *iov, int iovcnt, size_t total,
@@ -49,9 +52,7 @@ static int observed_put(scratch_store *s, const struct iovec *iov, int iovcnt, s
 	uint64_t t0 = metrics_ticks();
 	int err = o->inner->backend->put(o->inner, iov, iovcnt, total, out);
 
-	metrics_count(o->metrics, SCRATCH_OP_PUT, err, metrics_ticks() - t0, 1);
-	if (!err)
-		gauges(o, 1, (int64_t)total);
+	count(o, SCRATCH_OP_PUT, err, metrics_ticks() - t0, 1, 1, (int64_t)total);
 	return err;
 }
 
@@ -63,9 +64,7 @@ static int observed_put_batch(scratch_store *s, const struct iovec *blobs, size_
 	int err = store_put_batch(o->inner, blobs, n, total, out);
 
 	/* Each blob is a put, and takes its share of the time. */
-	metrics_count(o->metrics, SCRATCH_OP_PUT, err, metrics_ticks() - t0, n);
-	if (!err)
-		gauges(o, (int64_t)n, (int64_t)total);
+	count(o, SCRATCH_OP_PUT, err, metrics_ticks() - t0, n, (int64_t)n, (int64_t)total);
 	return err;
 }
 
@@ -75,7 +74,7 @@ static int observed_read(scratch_store *s, scratch_handle h, scratch_reader **ou
 	uint64_t t0 = metrics_ticks();
 	int err = store_read(o->inner, h, out);
 
-	metrics_count(o->metrics, SCRATCH_OP_READ, err, metrics_ticks() - t0, 1);
+	count(o, SCRATCH_OP_READ, err, metrics_ticks() - t0, 1, 0, 0);
 	return err;
 }
 
@@ -85,9 +84,7 @@ static int observed_remove(scratch_store *s, scratch_handle h, uint64_t *size)
 	uint64_t t0 = metrics_ticks(), n = 0;
 	int err = store_remove(o->inner, h, &n);
 
-	metrics_count(o->metrics, SCRATCH_OP_REMOVE, err, metrics_ticks() - t0, 1);
-	if (!err)
-		gauges(o, -1, -(int64_t)n);
+	count(o, SCRATCH_OP_REMOVE, err, metrics_ticks() - t0, 1, -1, -(int64_t)n);
 	if (size)
 		*size = n;
 	return err;
@@ -130,9 +127,7 @@ static int observed_writer_commit(scratch_writer *base, scratch_handle *out)
 	uint64_t t0 = metrics_ticks();
 	int err = w->inner->store->backend->writer_commit(w->inner, out);
 
-	metrics_count(o->metrics, SCRATCH_OP_PUT, err, w->ticks + (metrics_ticks() - t0), 1);
-	if (!err)
-		gauges(o, 1, (int64_t)w->bytes);
+	count(o, SCRATCH_OP_PUT, err, w->ticks + (metrics_ticks() - t0), 1, 1, (int64_t)w->bytes);
 	free(w);
 	return err;
 }
@@ -161,7 +156,7 @@ static void count_content(struct observed_store *o, int sign)
 	struct scratch_store_stats st;
 
 	if (scratch_store_stats(o->inner, &st) == 0)
-		gauges(o, sign * (int64_t)st.handles, sign * (int64_t)st.bytes);
+		count(o, SCRATCH_OP_PUT, 0, 0, 0, sign * (int64_t)st.handles, sign * (int64_t)st.bytes);
 }
 
 static void observed_close(scratch_store *s)
