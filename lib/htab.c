@@ -12,11 +12,13 @@
  * - a slot array of 8-byte words, linear probing from a home slot that
  *   keeps consecutive sequence numbers together (slot_home): 0 is empty,
  *   ~0 a tombstone, anything else is
- *   (low 32 bits of the sequence) << 32 | (entry index + 1).  The tag lets a
- *   probe skip foreign slots without touching their entries;
- * - a pool of entries in chunks of growing size that are never freed or
- *   moved while the table lives (type-stable memory: a stale pointer to an
- *   entry always points at an entry, never at freed memory).
+ *   (low 32 bits of the sequence) << 32 | SLOT_SMALL if small | (entry
+ *   index + 1).  The tag lets a probe skip foreign slots without touching
+ *   their entries;
+ * - two pools of entries, big and small (htab.h), each in chunks of growing
+ *   size that are never freed or moved while the table lives (type-stable
+ *   memory: a stale pointer to an entry always points at an entry of the
+ *   same kind, never at freed memory).
  * The slot array is rebuilt when live + tombstones pass 3/4 of it or live
  * falls under 1/4 (shards of 1024 slots or less are never shrunk), to a
  * power of two with load in (1/4, 1/2]; so it costs at most 32 bytes per
@@ -28,22 +30,24 @@
  *   take their shard's lock (lock.h).  A thread puts into a group of
  *   shards of its own, a run of puts into each in turn, and skips locked
  *   shards, so concurrent puts rarely meet (lock_next_shard).
- * - Readers (htab_acquire) take no lock and write nothing shared but the
+ * - Readers (htab_lookup) take no lock and write nothing shared but a big
  *   entry's reference count.  They load the slot array inside a grace
  *   section (grace.h); a rebuild publishes the new array and waits out a
  *   grace period before freeing the old one.
  * - A reader may find a slot that is stale by the time it looks at the
  *   entry: the handle may have been removed and the entry recycled.  So a
- *   reader takes its reference with a CAS that fails unless HTAB_LINKED is
- *   set, and only then checks the entry's handle.  A removed entry has lost
- *   HTAB_LINKED for good, so no reader can acquire a handle after its
- *   removal has returned.
- * - A small blob kept in its entry (htab_set_small) is read with no
- *   reference at all: copy_small copies it and keeps the copy only if the
- *   entry still holds the handle, linked, afterwards (a seqlock whose
- *   sequence is the handle, which is never reused).
- * - An entry is released (its bytes freed by the backend, itself put on the
- *   free list) when its count reaches 0, under its shard's lock.
+ *   reader takes its reference on a big entry with a CAS that fails unless
+ *   HTAB_LINKED is set, and only then checks the entry's handle.  A removed
+ *   entry has lost HTAB_LINKED for good, so no reader can acquire a handle
+ *   after its removal has returned.
+ * - A small entry is read with no reference at all: copy_small copies its
+ *   blob and keeps the copy only if the entry still holds the handle
+ *   afterwards (a seqlock whose sequence is the handle, which is never
+ *   reused; a remove sets it to 0).  So nothing but the table points at a
+ *   small entry, and a remove frees it at once, with no atomic
+ *   read-modify-write and no call to the backend.
+ * - A big entry is released (its bytes freed by the backend, itself put on
+ *   the free list) when its count reaches 0, under its shard's lock.
  * - htab_close unlinks everything; the table and the backend are destroyed
  *   when the last shard has no entry left, which may be long after, when
  *   the last reader closes.
@@ -67,9 +71,11 @@
 #define SLOT_TOMB (~0ull)
 #define MIN_BITS 4
 #define SHRINK_MIN_BITS 10 /* never shrink a shard below 1024 slots (8 KiB) */
-#define POOL_MAX 0xfffffff0u
+#define POOL_MAX (64u * ((1u << HTAB_CHUNKS) - 1)) /* entries in all chunks */
+#define SLOT_SMALL 0x80000000u /* in a slot word: the entry is small */
 
 _Static_assert(sizeof(struct htab_entry) == 64, "an entry is one cache line (entry_shift)");
+_Static_assert(POOL_MAX < ~SLOT_SMALL, "no slot word is SLOT_TOMB");
 _Static_assert(offsetof(struct htab_shard, chunks) == 64, "a shard's hot fields fill its first line");
 
 struct htab_slots {
@@ -113,9 +119,14 @@ static inline uint32_t slot_home(const struct htab_slots *s, uint32_t tag)
 	return (uint32_t)(start + (tag & ((1u << s->run_bits) - 1))) & s->mask;
 }
 
-static inline uint64_t slot_word(uint64_t seq, uint32_t index)
+static inline uint64_t slot_word(uint64_t seq, const struct htab_entry *e)
 {
-	return (uint64_t)(uint32_t)seq << 32 | (index + 1u);
+	return (uint64_t)(uint32_t)seq << 32 | (e->kind == HTAB_SMALL ? SLOT_SMALL : 0) | (e->index + 1u);
+}
+
+static inline unsigned slot_kind(uint64_t word)
+{
+	return (uint32_t)word & SLOT_SMALL ? HTAB_SMALL : HTAB_BIG;
 }
 
 static inline bool slot_matches(uint64_t word, uint64_t seq)
@@ -133,15 +144,28 @@ static inline unsigned chunk_of(uint32_t index, uint32_t *offset)
 	return c;
 }
 
-static inline struct htab_entry *entry_at(struct htab_shard *sh, uint32_t index)
+/* log2 of an entry's stride: a small entry has a second line. */
+static inline unsigned entry_shift(unsigned kind)
+{
+	return kind == HTAB_SMALL ? 7 : 6;
+}
+
+static inline struct htab_entry *entry_at(struct htab_shard *sh, unsigned kind, uint32_t index)
 {
 	uint32_t offset;
 	unsigned c = chunk_of(index, &offset);
 	/* Acquire: the chunk was stored before the slot or free list that led
 	 * us here was published, but say so rather than rely on dependency. */
-	unsigned char *chunk = (unsigned char *)atomic_load_explicit(&sh->chunks[c], memory_order_acquire);
+	unsigned char *chunk =
+		(unsigned char *)atomic_load_explicit(&sh->chunks[kind][c], memory_order_acquire);
 
-	return (struct htab_entry *)(chunk + ((size_t)offset << sh->entry_shift));
+	return (struct htab_entry *)(chunk + ((size_t)offset << entry_shift(kind)));
+}
+
+/* The entry a live slot word names. */
+static inline struct htab_entry *slot_entry(struct htab_shard *sh, uint64_t word)
+{
+	return entry_at(sh, slot_kind(word), ((uint32_t)word & ~SLOT_SMALL) - 1);
 }
 
 /*
@@ -167,7 +191,7 @@ static inline struct htab_entry *entry_at(struct htab_shard *sh, uint32_t index)
 #define small_fence(order) atomic_thread_fence(order)
 #endif
 
-/* A small blob's words: the entry's second line (tables with small_blobs). */
+/* A small entry's blob: its second line. */
 static inline _Atomic uint64_t *entry_small(struct htab_entry *e)
 {
 	return (_Atomic uint64_t *)(e + 1);
@@ -217,9 +241,9 @@ static size_t slots_size(unsigned bits)
 	return sizeof(struct htab_slots) + (sizeof(uint64_t) << bits);
 }
 
-static size_t chunk_size(const struct htab_shard *sh, unsigned c)
+static size_t chunk_size(unsigned kind, unsigned c)
 {
-	return ((size_t)64 << c) << sh->entry_shift;
+	return ((size_t)64 << c) << entry_shift(kind);
 }
 
 static struct htab_slots *slots_new(unsigned bits)
@@ -234,7 +258,7 @@ static struct htab_slots *slots_new(unsigned bits)
 	return s;
 }
 
-static void slots_insert(struct htab_slots *s, uint64_t word, uint32_t *ntombs)
+static inline void slots_insert(struct htab_slots *s, uint64_t word, uint32_t *ntombs)
 {
 	uint32_t i = slot_home(s, (uint32_t)(word >> 32));
 
@@ -282,29 +306,31 @@ static int shard_rebuild(struct htab_shard *sh, uint32_t live)
 	return 0;
 }
 
-static int pool_grow(struct htab_shard *sh)
+static int pool_grow(struct htab_shard *sh, unsigned kind)
 {
+	struct htab_pool *pool = &sh->pools[kind];
 	uint32_t offset;
-	unsigned c = chunk_of(sh->pool_size, &offset);
+	unsigned c = chunk_of(pool->size, &offset);
 	size_t n = (size_t)64 << c;
 
-	if (sh->pool_size >= POOL_MAX || c >= HTAB_CHUNKS)
+	if (pool->size >= POOL_MAX)
 		return -ENOMEM;
-	unsigned char *chunk = table_alloc(chunk_size(sh, c));
+	unsigned char *chunk = table_alloc(chunk_size(kind, c));
 
 	if (!chunk)
 		return -ENOMEM;
 	/* Newest entries go on the free list last-in so index order is kept. */
 	for (size_t k = n; k-- > 0;) {
-		struct htab_entry *e = (struct htab_entry *)(chunk + (k << sh->entry_shift));
+		struct htab_entry *e = (struct htab_entry *)(chunk + (k << entry_shift(kind)));
 
-		e->index = sh->pool_size + (uint32_t)k;
-		e->next_free = sh->free_head;
-		sh->free_head = e->index + 1;
+		e->index = pool->size + (uint32_t)k;
+		e->kind = (uint8_t)kind;
+		e->next_free = pool->free_head;
+		pool->free_head = e->index + 1;
 	}
 	/* Release: readers that reach these entries see them initialised. */
-	atomic_store_explicit(&sh->chunks[c], (struct htab_entry *)chunk, memory_order_release);
-	sh->pool_size += (uint32_t)n;
+	atomic_store_explicit(&sh->chunks[kind][c], (struct htab_entry *)chunk, memory_order_release);
+	pool->size += (uint32_t)n;
 	return 0;
 }
 
@@ -327,7 +353,6 @@ int htab_init(struct htab *t, const struct htab_ops *ops, void *ctx)
 		}
 		atomic_init(&sh->slots, s);
 		sh->next_seq = tag << (64 - HTAB_SHARD_BITS - HTAB_TAG_BITS) | 1;
-		sh->entry_shift = ops->small_blobs ? 7 : 6;
 	}
 	atomic_init(&t->shards_open, HTAB_SHARDS);
 	return 0;
@@ -342,8 +367,11 @@ void htab_fini(struct htab *t)
 
 		if (s)
 			table_free(s, slots_size(s->bits));
-		for (unsigned c = 0; c < HTAB_CHUNKS; c++)
-			table_free(atomic_load_explicit(&sh->chunks[c], memory_order_relaxed), chunk_size(sh, c));
+		for (unsigned kind = 0; kind < HTAB_POOLS; kind++) {
+			for (unsigned c = 0; c < HTAB_CHUNKS; c++)
+				table_free(atomic_load_explicit(&sh->chunks[kind][c], memory_order_relaxed),
+					   chunk_size(kind, c));
+		}
 	}
 }
 
@@ -403,7 +431,7 @@ static void group_join(void)
 	put_group_set = true;
 }
 
-static struct htab_shard *lock_next_shard(struct htab *t)
+static inline __attribute__((always_inline)) struct htab_shard *lock_next_shard(struct htab *t)
 {
 	if (!put_group_set)
 		group_join();
@@ -423,92 +451,165 @@ static struct htab_shard *lock_next_shard(struct htab *t)
 	return sh;
 }
 
-int htab_reserve(struct htab *t, struct htab_entry **out)
+/*
+ * Locks the thread's next shard, makes room there for one more handle and
+ * takes a free entry of pool `kind`, its handle set.  Inlined into both
+ * reserves, so kind is a constant.
+ */
+static inline __attribute__((always_inline)) int entry_take(struct htab *t, unsigned kind,
+								    struct htab_entry **out)
 {
 	struct htab_shard *sh = lock_next_shard(t);
+	struct htab_pool *pool = &sh->pools[kind];
 	struct htab_slots *s = atomic_load_explicit(&sh->slots, memory_order_relaxed);
 	int err = 0;
 
 	if (4ull * (sh->nlive + sh->ntombs + 1) > 3ull * ((uint64_t)s->mask + 1))
 		err = shard_rebuild(sh, sh->nlive + 1);
-	if (!err && sh->free_head == 0)
-		err = pool_grow(sh);
+	if (!err && pool->free_head == 0)
+		err = pool_grow(sh, kind);
 	if (err) {
 		lock_drop(&sh->lock);
 		return err;
 	}
-	struct htab_entry *e = entry_at(sh, sh->free_head - 1);
-	uint64_t shard = (uint64_t)(sh - t->shards);
+	struct htab_entry *e = entry_at(sh, kind, pool->free_head - 1);
 
-	sh->free_head = e->next_free;
+	pool->free_head = e->next_free;
 	sh->nused++;
-	/* The next put here writes the next free entry's small-blob line, which
-	 * its remove did not touch: in a table of millions it is cold by then.
-	 * 64 B mixed, 10M live: 7.4-7.9M to 7.7-8.2M cycles/s. */
-	if (sh->free_head && sh->entry_shift > 6)
-		__builtin_prefetch(entry_small(entry_at(sh, sh->free_head - 1)), 1);
-	/* Relaxed: published by the release store of refs in htab_publish. */
-	atomic_store_explicit(&e->handle, sh->next_seq++ << HTAB_SHARD_BITS | shard,
+	/* The next small put here writes the next free entry's second line,
+	 * which its remove did not touch: in a table of millions it is cold by
+	 * then.  64 B mixed, 10M live: 7.4-7.9M to 7.7-8.2M cycles/s. */
+	if (kind == HTAB_SMALL && pool->free_head)
+		__builtin_prefetch(entry_small(entry_at(sh, kind, pool->free_head - 1)), 1);
+	/* Relaxed: published by the release store of the slot (htab_publish),
+	 * and for a stale reader of a small entry, by htab_set_small's fence. */
+	atomic_store_explicit(&e->handle, sh->next_seq++ << HTAB_SHARD_BITS | (uint64_t)(sh - t->shards),
 			      memory_order_relaxed);
+	*out = e;
+	return 0;
+}
+
+int htab_reserve(struct htab *t, struct htab_entry **out)
+{
+	struct htab_entry *e;
+	int err = entry_take(t, HTAB_BIG, &e);
+
+	if (err)
+		return err;
 	e->data = NULL;
 	e->size = 0;
 	e->backing = NULL;
 	e->offset = 0;
 	e->backing_index = 0;
-	atomic_store_explicit(&e->small_len, 0, memory_order_relaxed);
 	*out = e;
 	return 0;
 }
 
-void htab_set_small(struct htab_entry *e, const void *p, size_t n)
+int htab_reserve_small(struct htab *t, struct htab_entry **out)
+{
+	return entry_take(t, HTAB_SMALL, out);
+}
+
+/* The bytes [n & ~7, n) of src, n % 8 of them, as the start of a word. */
+static inline uint64_t tail_word(const unsigned char *src, size_t n)
+{
+	uint64_t w = 0;
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	if (n >= 8) {
+		/* One load of the last 8 bytes: the tail is its top bytes. */
+		memcpy(&w, src + n - 8, 8);
+		return w >> (8 * (8 - n % 8));
+	}
+#endif
+	memcpy(&w, src + (n & ~(size_t)7), n % 8);
+	return w;
+}
+
+static inline void set_word(_Atomic uint64_t *small, const unsigned char *src, unsigned i)
+{
+	uint64_t w;
+
+	memcpy(&w, src + 8 * i, 8);
+	atomic_store_explicit(&small[i], w, SMALL_STORE);
+}
+
+static inline __attribute__((always_inline)) void small_fill(struct htab_entry *e, const void *p, size_t n)
 {
 	const unsigned char *src = p;
 	_Atomic uint64_t *small = entry_small(e);
-	size_t i;
 
-	/* Release: the entry's new handle (htab_reserve) is visible before any
+	/* Release: the entry's new handle (entry_take) is visible before any
 	 * of these stores, so a reader that copied one of them sees that its
 	 * handle changed (the seqlock check in copy_small). */
 	small_fence(memory_order_release);
-	/* Word by word from p: a copy to a buffer first would make these loads
-	 * wait for its stores to be forwarded. */
-	for (i = 0; i + 8 <= n; i += 8) {
-		uint64_t w;
-
-		memcpy(&w, src + i, 8);
-		atomic_store_explicit(&small[i / 8], w, SMALL_STORE);
+	/* Word by word from p, straight-line: a copy to a buffer first would
+	 * make these loads wait for its stores to be forwarded. */
+	switch (n / 8) {
+	case 8: set_word(small, src, 7); /* fall through */
+	case 7: set_word(small, src, 6); /* fall through */
+	case 6: set_word(small, src, 5); /* fall through */
+	case 5: set_word(small, src, 4); /* fall through */
+	case 4: set_word(small, src, 3); /* fall through */
+	case 3: set_word(small, src, 2); /* fall through */
+	case 2: set_word(small, src, 1); /* fall through */
+	case 1: set_word(small, src, 0); /* fall through */
+	default: break;
 	}
-	if (i < n) {
-		uint64_t w = 0;
-
-		memcpy(&w, src + i, n - i);
-		atomic_store_explicit(&small[i / 8], w, SMALL_STORE);
-	}
-	atomic_store_explicit(&e->small_len, (uint32_t)n + 1, memory_order_relaxed);
-	e->size = n;
+	if (n % 8)
+		atomic_store_explicit(&small[n / 8], tail_word(src, n), SMALL_STORE);
+	atomic_store_explicit(&e->small_len, (uint32_t)n, SMALL_STORE);
 }
 
-void htab_publish(struct htab *t, struct htab_entry *e)
+void htab_set_small(struct htab_entry *e, const void *p, size_t n)
+{
+	small_fill(e, p, n);
+}
+
+static inline __attribute__((always_inline)) void publish_locked(struct htab *t, struct htab_entry *e)
 {
 	uint64_t h = atomic_load_explicit(&e->handle, memory_order_relaxed);
 	struct htab_shard *sh = &t->shards[htab_shard_of(h)];
 	struct htab_slots *s = atomic_load_explicit(&sh->slots, memory_order_relaxed);
 
-	/* Release: a stale reader whose CAS sees LINKED also sees the new
-	 * handle and blob (the slot store below publishes them to new readers). */
-	atomic_store_explicit(&e->refs, HTAB_LINKED | 1u, memory_order_release);
-	slots_insert(s, slot_word(handle_seq(h), e->index), &sh->ntombs);
+	if (e->kind == HTAB_SMALL) {
+		sh->bytes += atomic_load_explicit(&e->small_len, memory_order_relaxed);
+	} else {
+		/* Release: a stale reader whose CAS sees LINKED also sees the
+		 * new handle and blob (the slot store below publishes them to
+		 * new readers). */
+		atomic_store_explicit(&e->refs, HTAB_LINKED | 1u, memory_order_release);
+		sh->bytes += e->size;
+	}
+	slots_insert(s, slot_word(handle_seq(h), e), &sh->ntombs);
 	sh->nlive++;
-	atomic_store_explicit(&sh->live, sh->nlive, memory_order_relaxed);
-	atomic_store_explicit(&sh->bytes, atomic_load_explicit(&sh->bytes, memory_order_relaxed) + e->size,
-			      memory_order_relaxed);
 	lock_drop(&sh->lock);
+}
+
+void htab_publish(struct htab *t, struct htab_entry *e)
+{
+	publish_locked(t, e);
+}
+
+int htab_insert_small(struct htab *t, const void *p, size_t n, uint64_t *handle)
+{
+	struct htab_entry *e;
+	int err = entry_take(t, HTAB_SMALL, &e);
+
+	if (err)
+		return err;
+	small_fill(e, p, n);
+	*handle = atomic_load_explicit(&e->handle, memory_order_relaxed);
+	publish_locked(t, e);
+	return 0;
 }
 
 static void entry_free_locked(struct htab_shard *sh, struct htab_entry *e)
 {
-	e->next_free = sh->free_head;
-	sh->free_head = e->index + 1;
+	struct htab_pool *pool = &sh->pools[e->kind];
+
+	e->next_free = pool->free_head;
+	pool->free_head = e->index + 1;
 	sh->nused--;
 }
 
@@ -554,36 +655,29 @@ static int entry_tryget(struct htab_entry *e)
 }
 
 /*
- * Copies the small blob of e, which had `handle` when looked at, without a
- * reference: a seqlock whose sequence is the handle itself.  The entry is
- * type-stable memory, so the copy is always safe to make; it is only kept
- * if e still holds `handle`, linked, after it was made.  1: e holds no small
- * blob, take a reference instead.
+ * Copies the blob of small entry e, which held `handle` when looked at,
+ * without a reference: a seqlock whose sequence is the handle itself.  The
+ * entry is type-stable memory, so the copy is always safe to make; it is
+ * only kept if e still holds `handle` after it was made.  All
+ * HTAB_SMALL_MAX bytes are copied, whatever the size: straight-line code,
+ * into a buffer that is ours, so a copy that turns out stale does no harm.
  */
 static int copy_small(struct htab_entry *e, uint64_t handle, void *buf, size_t *len)
 {
-	/* Acquire: pairs with htab_publish, so the words are this handle's. */
-	uint32_t refs = atomic_load_explicit(&e->refs, memory_order_acquire);
-	uint32_t n = atomic_load_explicit(&e->small_len, memory_order_relaxed);
 	_Atomic uint64_t *small = entry_small(e);
+	uint32_t n = atomic_load_explicit(&e->small_len, SMALL_LOAD);
 
-	if (!(refs & HTAB_LINKED))
-		return SCRATCH_ENOTFOUND;
-	if (n-- == 0)
-		return 1;
-	/* Whole words straight to buf (HTAB_SMALL_MAX bytes): it is ours, so a
-	 * copy that turns out stale does no harm there. */
-	for (uint32_t i = 0; i < (n + 7) / 8; i++) {
+#pragma GCC unroll 8
+	for (unsigned i = 0; i < HTAB_SMALL_MAX / 8; i++) {
 		uint64_t w = atomic_load_explicit(&small[i], SMALL_LOAD);
 
 		memcpy((unsigned char *)buf + 8 * i, &w, 8);
 	}
 	/* Acquire: pairs with htab_set_small's fence; a word written for a
-	 * later handle makes that handle visible to the loads below. */
+	 * later handle makes that handle visible to the load below. */
 	small_fence(memory_order_acquire);
-	if (atomic_load_explicit(&e->handle, memory_order_relaxed) != handle ||
-	    !(atomic_load_explicit(&e->refs, memory_order_relaxed) & HTAB_LINKED))
-		return SCRATCH_ENOTFOUND;
+	if (atomic_load_explicit(&e->handle, memory_order_relaxed) != handle)
+		return SCRATCH_ENOTFOUND; /* removed, maybe reused */
 	*len = n;
 	return 0;
 }
@@ -614,16 +708,16 @@ int htab_lookup(struct htab *t, uint64_t handle, struct htab_entry **out, void *
 			break;
 		if (!slot_matches(word, seq))
 			continue;
-		struct htab_entry *e = entry_at(sh, (uint32_t)word - 1);
+		struct htab_entry *e = slot_entry(sh, word);
 
-		/* Skip tag collisions without touching the count. */
+		/* Skip tag collisions without touching the entry's count. */
 		if (atomic_load_explicit(&e->handle, memory_order_relaxed) != handle)
 			continue;
-		err = buf && sh->entry_shift > 6 ? copy_small(e, handle, buf, len) : 1;
-		if (err == 1)
-			err = entry_tryget(e);
-		else if (err == 0)
+		if (slot_kind(word) == HTAB_SMALL) {
+			err = buf ? copy_small(e, handle, buf, len) : -EINVAL;
 			break;
+		}
+		err = entry_tryget(e);
 		if (err == SCRATCH_ENOTFOUND)
 			continue; /* unlinked: being removed or already recycled */
 		if (err == 0 && atomic_load_explicit(&e->handle, memory_order_relaxed) != handle) {
@@ -666,16 +760,18 @@ void htab_put(struct htab *t, struct htab_entry *e)
 		t->ops->destroy(t->ctx);
 }
 
-/* Unlinks the live entry in slot i of sh (locked); returns its size. */
-static uint64_t slot_unlink_locked(struct htab *t, struct htab_shard *sh, struct htab_slots *s, uint32_t i)
+/* Unlinks e, the live entry in slot i of sh (locked); returns its size. */
+static uint64_t slot_unlink_locked(struct htab *t, struct htab_shard *sh, struct htab_slots *s,
+				  uint32_t i, struct htab_entry *e)
 {
-	struct htab_entry *e = entry_at(sh, (uint32_t)atomic_load_explicit(&s->slot[i], memory_order_relaxed) - 1);
-	uint64_t size = e->size;
+	bool small = e->kind == HTAB_SMALL;
+	uint64_t size = small ? atomic_load_explicit(&e->small_len, memory_order_relaxed) : e->size;
 
 	/* If the next slot is empty, no probe continues past i: empty it and
 	 * the tombstones before it instead of leaving a tombstone.  Release
 	 * stores: a reader seeing them also sees the entry's unlinking below
-	 * is ordered after; correctness rests on the CAS in entry_tryget. */
+	 * is ordered after; correctness rests on the CAS in entry_tryget and
+	 * on copy_small's check. */
 	if (atomic_load_explicit(&s->slot[(i + 1) & s->mask], memory_order_relaxed) == SLOT_EMPTY) {
 		atomic_store_explicit(&s->slot[i], SLOT_EMPTY, memory_order_release);
 		for (uint32_t j = (i - 1) & s->mask;
@@ -688,13 +784,18 @@ static uint64_t slot_unlink_locked(struct htab *t, struct htab_shard *sh, struct
 		sh->ntombs++;
 	}
 	sh->nlive--;
-	atomic_store_explicit(&sh->live, sh->nlive, memory_order_relaxed);
-	atomic_store_explicit(&sh->bytes, atomic_load_explicit(&sh->bytes, memory_order_relaxed) - size,
-			      memory_order_relaxed);
-	/* acq_rel: release orders our use of e before a reader's free of it;
-	 * acquire orders readers' uses before our release of it. */
-	if (atomic_fetch_sub_explicit(&e->refs, HTAB_LINKED | 1u, memory_order_acq_rel) == (HTAB_LINKED | 1u))
+	sh->bytes -= size;
+	if (small) {
+		/* No reference to wait for: a reader that copied the blob
+		 * finds its handle gone, before or after a put reuses e. */
+		atomic_store_explicit(&e->handle, 0, memory_order_relaxed);
+		entry_free_locked(sh, e);
+	} else if (atomic_fetch_sub_explicit(&e->refs, HTAB_LINKED | 1u, memory_order_acq_rel) ==
+		   (HTAB_LINKED | 1u)) {
+		/* acq_rel: release orders our use of e before a reader's free
+		 * of it; acquire orders readers' uses before our release. */
 		entry_release_locked(t, sh, e);
+	}
 	return size;
 }
 
@@ -702,9 +803,8 @@ static uint64_t slot_unlink_locked(struct htab *t, struct htab_shard *sh, struct
  * Removes that come in handle order, a pipeline dropping its oldest blobs,
  * fetch ahead what the removes to come will touch.  In a table of millions
  * those are cache misses: the slots of handle seq + PREFETCH_SLOT, and the
- * entry of handle seq + PREFETCH_ENTRY; and if the blob removed now was a
- * small one, so probably its neighbours, the entry's small-blob line, which
- * the put that reuses the entry will write.  The hardware prefetcher does not
+ * entry of handle seq + PREFETCH_ENTRY, and if that entry is small, its
+ * second line, which the put that reuses the entry will write.  The hardware prefetcher does not
  * follow a shard's entries past page boundaries, and it does not skip ahead
  * as far as a cycle of put, read and remove needs.  Removes in any other
  * order, or in a table that fits the cache, fetch nothing: a load of a slot
@@ -716,17 +816,16 @@ static uint64_t slot_unlink_locked(struct htab *t, struct htab_shard *sh, struct
 #define PREFETCH_ENTRY 8
 #define PREFETCH_SLOT 32
 
-static void prefetch_removes(struct htab_shard *sh, const struct htab_slots *s, uint64_t seq,
-			     bool small)
+static void prefetch_removes(struct htab_shard *sh, const struct htab_slots *s, uint64_t seq)
 {
 	uint64_t word = atomic_load_explicit(&s->slot[slot_home(s, (uint32_t)(seq + PREFETCH_ENTRY))],
 					     memory_order_relaxed);
 
 	if (slot_matches(word, seq + PREFETCH_ENTRY)) {
-		struct htab_entry *e = entry_at(sh, (uint32_t)word - 1);
+		struct htab_entry *e = slot_entry(sh, word);
 
 		__builtin_prefetch(e, 1);
-		if (small)
+		if (slot_kind(word) == HTAB_SMALL)
 			__builtin_prefetch(entry_small(e), 1);
 	}
 	__builtin_prefetch(&s->slot[slot_home(s, (uint32_t)(seq + PREFETCH_SLOT))], 0);
@@ -750,21 +849,17 @@ int htab_remove(struct htab *t, uint64_t handle, uint64_t *size)
 			break;
 		if (!slot_matches(word, seq))
 			continue;
-		struct htab_entry *e = entry_at(sh, (uint32_t)word - 1);
+		struct htab_entry *e = slot_entry(sh, word);
 
 		if (atomic_load_explicit(&e->handle, memory_order_relaxed) == handle) {
 			bool big = s->bits >= PREFETCH_MIN_BITS;
-			bool ahead = big && (uint32_t)seq == sh->removed_tag + 1;
-			/* Read before the unlink, which may release e. */
-			bool small = ahead && atomic_load_explicit(&e->small_len, memory_order_relaxed) != 0;
-
-			uint64_t n = slot_unlink_locked(t, sh, s, i);
+			uint64_t n = slot_unlink_locked(t, sh, s, i, e);
 
 			if (size)
 				*size = n;
 			err = 0;
-			if (ahead)
-				prefetch_removes(sh, s, seq, small);
+			if (big && (uint32_t)seq == sh->removed_tag + 1)
+				prefetch_removes(sh, s, seq);
 			if (big)
 				sh->removed_tag = (uint32_t)seq;
 			break;
@@ -793,7 +888,7 @@ void htab_close(struct htab *t)
 			uint64_t word = atomic_load_explicit(&s->slot[i], memory_order_relaxed);
 
 			if (word != SLOT_EMPTY && word != SLOT_TOMB)
-				slot_unlink_locked(t, sh, s, i);
+				slot_unlink_locked(t, sh, s, i, slot_entry(sh, word));
 		}
 		sh->closed = true;
 		last = shard_finish_locked(t, sh);
@@ -809,13 +904,14 @@ void htab_stats(struct htab *t, struct htab_stats *out)
 	for (unsigned k = 0; k < HTAB_SHARDS; k++) {
 		struct htab_shard *sh = &t->shards[k];
 
-		out->live += atomic_load_explicit(&sh->live, memory_order_relaxed);
-		out->bytes += atomic_load_explicit(&sh->bytes, memory_order_relaxed);
 		lock_take(&sh->lock);
 		struct htab_slots *s = atomic_load_explicit(&sh->slots, memory_order_relaxed);
 
+		out->live += sh->nlive;
+		out->bytes += sh->bytes;
 		out->slot_bytes += sizeof(*s) + (((uint64_t)s->mask + 1) * sizeof(uint64_t));
-		out->entry_bytes += (uint64_t)sh->pool_size << sh->entry_shift;
+		for (unsigned kind = 0; kind < HTAB_POOLS; kind++)
+			out->entry_bytes += (uint64_t)sh->pools[kind].size << entry_shift(kind);
 		lock_drop(&sh->lock);
 	}
 }

@@ -1,9 +1,9 @@
 /*
  * memory.c: the memory backend.
  *
- * A blob of HTAB_SMALL_MAX (64) bytes or less is kept in its table entry:
- * no allocation at all, and readers copy it without touching a reference
- * count (htab_lookup).  Other blob bytes live in the store's heap (heap.c:
+ * A blob of HTAB_SMALL_MAX (64) bytes or less is kept in a small table
+ * entry: no allocation at all, and readers copy it without touching a
+ * reference count (htab_lookup).  Other blob bytes live in the store's heap (heap.c:
  * a private jemalloc arena with private tcaches):
  * - a blob up to HEAP_CACHE_MAX is allocated and copied between
  *   htab_reserve and htab_publish, under its shard's lock, with the cache
@@ -116,8 +116,9 @@ static void count_big(struct memory_store *m, uint64_t size, bool in)
 		atomic_fetch_sub_explicit(&m->big_bytes, size, memory_order_relaxed);
 }
 
-static int memory_put(scratch_store *s, const struct iovec *iov, int iovcnt, size_t total,
-		      scratch_handle *out)
+/* A blob above HTAB_SMALL_MAX: its bytes go to the heap. */
+static int put_big(scratch_store *s, const struct iovec *iov, int iovcnt, size_t total,
+		   scratch_handle *out)
 {
 	struct memory_store *m = to_memory(s);
 	unsigned char *data = NULL;
@@ -135,31 +136,33 @@ static int memory_put(scratch_store *s, const struct iovec *iov, int iovcnt, siz
 		heap_free(&m->heap, HEAP_NO_CACHE, data);
 		return err;
 	}
-	if (total <= HTAB_SMALL_MAX) {
-		unsigned char small[HTAB_SMALL_MAX];
-
-		if (iovcnt == 1) {
-			htab_set_small(e, iov[0].iov_base, total);
-		} else {
-			copy_iov(small, iov, iovcnt);
-			htab_set_small(e, small, total);
-		}
-	} else {
+	if (!data) {
+		data = heap_alloc(&m->heap, heap_cache(htab_shard_of(e->handle), total), total);
 		if (!data) {
-			data = heap_alloc(&m->heap, heap_cache(htab_shard_of(e->handle), total), total);
-			if (!data) {
-				htab_cancel(&s->table, e);
-				return -ENOMEM;
-			}
-			copy_iov(data, iov, iovcnt);
+			htab_cancel(&s->table, e);
+			return -ENOMEM;
 		}
-		e->data = data;
-		e->size = total;
-		count_big(m, total, true);
+		copy_iov(data, iov, iovcnt);
 	}
+	e->data = data;
+	e->size = total;
+	count_big(m, total, true);
 	*out = e->handle;
 	htab_publish(&s->table, e);
 	return 0;
+}
+
+static int memory_put(scratch_store *s, const struct iovec *iov, int iovcnt, size_t total,
+		      scratch_handle *out)
+{
+	unsigned char small[HTAB_SMALL_MAX];
+
+	if (total > HTAB_SMALL_MAX)
+		return put_big(s, iov, iovcnt, total, out);
+	if (iovcnt == 1)
+		return htab_insert_small(&s->table, iov[0].iov_base, total, out);
+	copy_iov(small, iov, iovcnt);
+	return htab_insert_small(&s->table, small, total, out);
 }
 
 static void memory_release(void *ctx, struct htab_entry *e, unsigned shard)
@@ -237,7 +240,7 @@ static const struct scratch_backend memory_backend = {
 	.writer_commit = memory_writer_commit,
 	.writer_abort = memory_writer_abort,
 	.heap_bytes = memory_heap_bytes,
-	.table_ops = { .release = memory_release, .destroy = memory_destroy, .small_blobs = true },
+	.table_ops = { .release = memory_release, .destroy = memory_destroy },
 };
 
 int scratch_memory_backend_new(scratch_store **out)

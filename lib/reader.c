@@ -116,17 +116,29 @@ int scratch_reader_open(scratch_store *s, scratch_handle h, scratch_reader **out
  * buffer drains, misses of older stores included.  scratchbench 64 B mixed
  * with 10M live: 7.5-7.7M cycles/s with memcpy, 7.9-8.2M with this.
  */
+static inline void copy_word(unsigned char *dst, const unsigned char *src, unsigned i)
+{
+	uint64_t w;
+
+	memcpy(&w, src + 8 * i, 8);
+	memcpy(dst + 8 * i, &w, 8);
+}
+
+/* n <= HTAB_SMALL_MAX: straight-line code. */
 static void copy_words(unsigned char *dst, const unsigned char *src, size_t n)
 {
-	size_t i;
-
-	for (i = 0; i + 8 <= n; i += 8) {
-		uint64_t w;
-
-		memcpy(&w, src + i, 8);
-		memcpy(dst + i, &w, 8);
+	switch (n / 8) {
+	case 8: copy_word(dst, src, 7); /* fall through */
+	case 7: copy_word(dst, src, 6); /* fall through */
+	case 6: copy_word(dst, src, 5); /* fall through */
+	case 5: copy_word(dst, src, 4); /* fall through */
+	case 4: copy_word(dst, src, 3); /* fall through */
+	case 3: copy_word(dst, src, 2); /* fall through */
+	case 2: copy_word(dst, src, 1); /* fall through */
+	case 1: copy_word(dst, src, 0); /* fall through */
+	default: break;
 	}
-	for (; i < n; i++)
+	for (size_t i = n & ~(size_t)7; i < n; i++)
 		dst[i] = src[i];
 }
 

@@ -1,9 +1,10 @@
 /*
  * test_htab.c: the handle table on its own, with a fake backend whose
  * "blob" is the entry's handle written into the size field, so every
- * lookup can be checked against the handle it was asked for.  A table with
- * small blobs also keeps, for every odd handle, a small blob made from the
- * handle (small_of), so a copy of the wrong blob is caught too.
+ * lookup can be checked against the handle it was asked for.  A fake made
+ * with small blobs makes every other insert a small entry holding a blob
+ * made from its handle (small_of), so a copy of the wrong blob is caught
+ * too.
  */
 #include <string.h>
 #include <errno.h>
@@ -18,7 +19,10 @@
 
 struct fake {
 	struct htab table;
-	_Atomic uint64_t released;
+	bool small;                 /* every other insert is small */
+	_Atomic uint64_t inserts;
+	_Atomic uint64_t big;       /* big entries inserted */
+	_Atomic uint64_t released;  /* and released */
 	_Atomic int destroyed;
 };
 
@@ -35,25 +39,18 @@ static size_t small_of(uint64_t h, unsigned char *buf)
 /*
  * The last reference to e is gone: the table unlinked it and no reader
  * holds it, so its count is 0, HTAB_LINKED included (no reader can take a
- * reference without that bit).  It still holds the blob insert() gave its
- * handle: a small one exactly when the table keeps them and h is odd.
+ * reference without that bit).  Only big entries get here, still holding
+ * the blob insert() gave their handle.
  */
 static void fake_release(void *ctx, struct htab_entry *e, unsigned shard)
 {
 	struct fake *f = ctx;
-	unsigned char buf[HTAB_SMALL_MAX];
 	uint64_t h = e->handle;
-	uint32_t small_len = atomic_load(&e->small_len);
 
+	require(e->kind == HTAB_BIG);
 	require(atomic_load(&e->refs) == 0);
 	require(shard == htab_shard_of(h));
-	if (f->table.ops->small_blobs && (h & 1)) {
-		require(small_len == small_of(h, buf) + 1);
-		require(e->size == small_len - 1);
-	} else {
-		require(small_len == 0);
-		require(e->size == h);
-	}
+	require(e->size == h);
 	atomic_fetch_add(&f->released, 1);
 }
 
@@ -66,16 +63,16 @@ static void fake_destroy(void *ctx)
 }
 
 static const struct htab_ops fake_ops = { .release = fake_release, .destroy = fake_destroy };
-static const struct htab_ops small_ops = {
-	.release = fake_release, .destroy = fake_destroy, .small_blobs = true
-};
 
-static struct fake *fake_new_with(const struct htab_ops *ops)
+static struct fake *fake_new_with(bool small)
 {
 	struct fake *f = aligned_alloc(64, sizeof(*f));
 
 	require(f != NULL);
-	require(htab_init(&f->table, ops, f) == 0);
+	require(htab_init(&f->table, &fake_ops, f) == 0);
+	f->small = small;
+	atomic_init(&f->inserts, 0);
+	atomic_init(&f->big, 0);
 	atomic_init(&f->released, 0);
 	atomic_init(&f->destroyed, 0);
 	return f;
@@ -83,23 +80,28 @@ static struct fake *fake_new_with(const struct htab_ops *ops)
 
 static struct fake *fake_new(void)
 {
-	return fake_new_with(&fake_ops);
+	return fake_new_with(false);
 }
 
 static uint64_t insert(struct fake *f)
 {
 	unsigned char small[HTAB_SMALL_MAX];
 	struct htab_entry *e;
+	uint64_t h;
 
-	require(htab_reserve(&f->table, &e) == 0);
-	require(e->handle != 0);
-	uint64_t h = e->handle;
-
-	if (f->table.ops->small_blobs && (h & 1))
+	if (f->small && (atomic_fetch_add(&f->inserts, 1) & 1)) {
+		require(htab_reserve_small(&f->table, &e) == 0);
+		h = e->handle;
+		require(e->kind == HTAB_SMALL);
 		htab_set_small(e, small, small_of(h, small));
-	else
+	} else {
+		require(htab_reserve(&f->table, &e) == 0);
+		h = e->handle;
+		require(e->kind == HTAB_BIG);
 		e->size = h;
-
+		atomic_fetch_add(&f->big, 1);
+	}
+	require(h != 0);
 	htab_publish(&f->table, e);
 	return h;
 }
@@ -121,7 +123,7 @@ static bool found_intact(struct fake *f, uint64_t h)
 		return false;
 	require(err == 0);
 	if (!e) {
-		require(f->table.ops->small_blobs && (h & 1));
+		require(f->small);
 		require(n == small_of(h, want));
 		require(memcmp(got, want, n) == 0);
 		return true;
@@ -164,6 +166,50 @@ START_TEST(test_insert_lookup_remove)
 }
 END_TEST
 
+/* A small blob of every size is copied back exact, has no reference to
+ * take, and is gone at its remove with nothing released. */
+START_TEST(test_small_entries)
+{
+	struct fake *f = fake_new();
+	unsigned char blob[HTAB_SMALL_MAX + 8], got[HTAB_SMALL_MAX];
+	uint64_t h[HTAB_SMALL_MAX + 1];
+	struct htab_entry *e;
+	size_t n;
+
+	for (size_t i = 0; i < sizeof(blob); i++)
+		blob[i] = (unsigned char)(i * 37 + 1);
+	for (size_t len = 0; len <= HTAB_SMALL_MAX; len++) /* from offset 8: a tail word reads back */
+		require(htab_insert_small(&f->table, blob + 8, len, &h[len]) == 0);
+	for (size_t len = 0; len <= HTAB_SMALL_MAX; len++) {
+		memset(got, 0xee, sizeof(got));
+		require(htab_lookup(&f->table, h[len], &e, got, &n) == 0);
+		require(e == NULL);
+		require(n == len);
+		require(memcmp(got, blob + 8, len) == 0);
+		require(htab_acquire(&f->table, h[len], &e) == -EINVAL);
+		require(e == NULL);
+	}
+	struct htab_stats st;
+
+	htab_stats(&f->table, &st);
+	require(st.live == HTAB_SMALL_MAX + 1);
+	require(st.bytes == HTAB_SMALL_MAX * (HTAB_SMALL_MAX + 1) / 2);
+	for (size_t len = 0; len <= HTAB_SMALL_MAX; len += 2) {
+		uint64_t size = 99;
+
+		require(htab_remove(&f->table, h[len], &size) == 0);
+		require(size == len);
+		expect_missing(f, h[len]);
+		require(htab_lookup(&f->table, h[len], &e, got, &n) == SCRATCH_ENOTFOUND);
+		require(htab_remove(&f->table, h[len], NULL) == SCRATCH_ENOTFOUND);
+	}
+	require(atomic_load(&f->released) == 0);
+	htab_close(&f->table); /* no reference is out: destroyed at once */
+	require(atomic_load(&f->destroyed) == 1);
+	free(f);
+}
+END_TEST
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -173,11 +219,11 @@ static int cmp_u64(const void *a, const void *b)
 
 /* Grows through many rebuilds, then shrinks; every handle stays findable,
  * handles are unique, and the slot arrays stay within 32 bytes a handle.
- * _i: 0 plain entries, 1 small blobs. */
+ * _i: 0 big entries only, 1 small ones too. */
 START_TEST(test_grow_shrink_unique)
 {
 	enum { N = 200000 };
-	struct fake *f = fake_new_with(_i ? &small_ops : &fake_ops);
+	struct fake *f = fake_new_with(_i);
 	uint64_t *h = malloc(N * sizeof(*h)), *sorted = malloc(N * sizeof(*h));
 	struct htab_stats st;
 
@@ -215,7 +261,8 @@ START_TEST(test_grow_shrink_unique)
 	}
 	htab_close(&f->table);
 	require(atomic_load(&f->destroyed) == 1);
-	require(atomic_load(&f->released) == N + 1000);
+	require(atomic_load(&f->released) == atomic_load(&f->big));
+	require(atomic_load(&f->big) == (_i ? (N + 1000) / 2 : N + 1000));
 	free(h);
 	free(sorted);
 	free(f);
@@ -322,7 +369,7 @@ START_TEST(test_threads_stress)
 	grace_exit(grace_enter()); /* sets grace_asymmetric up, once */
 	if (_i & 2)
 		grace_asymmetric = false;
-	stress_shared.f = fake_new_with(_i & 1 ? &small_ops : &fake_ops);
+	stress_shared.f = fake_new_with(_i & 1);
 	for (uintptr_t i = 0; i < STRESS_THREADS; i++)
 		require(pthread_create(&t[i], NULL, stress_thread, (void *)i) == 0);
 	for (unsigned i = 0; i < STRESS_THREADS; i++) {
@@ -336,7 +383,9 @@ START_TEST(test_threads_stress)
 
 	htab_stats(&stress_shared.f->table, &st);
 	require(st.live == 0);
-	require(atomic_load(&stress_shared.f->released) == (uint64_t)STRESS_THREADS * STRESS_ROUNDS);
+	require(atomic_load(&stress_shared.f->big) ==
+		(uint64_t)STRESS_THREADS * STRESS_ROUNDS / (_i & 1 ? 2 : 1));
+	require(atomic_load(&stress_shared.f->released) == atomic_load(&stress_shared.f->big));
 	htab_close(&stress_shared.f->table);
 	require(atomic_load(&stress_shared.f->destroyed) == 1);
 	free(stress_shared.f);
@@ -479,6 +528,7 @@ int main(void)
 
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_insert_lookup_remove);
+	tcase_add_test(tc, test_small_entries);
 	tcase_add_loop_test(tc, test_grow_shrink_unique, 0, 2);
 	tcase_add_test(tc, test_refs_outlive_remove_and_close);
 	tcase_add_test(tc, test_cancel);
