@@ -39,11 +39,15 @@ enum htab_pool_kind {
 struct htab_entry {
 	_Atomic uint32_t refs;    /* big: HTAB_LINKED while in the table, plus a count */
 	uint32_t index;           /* in its shard's pool */
-	uint32_t next_free;       /* pool free list (index + 1), under the shard lock */
 	uint32_t backing_index;   /* the backend's, e.g. a segment number */
 	_Atomic uint64_t handle;  /* atomic: stale lock-free readers may look at it */
-	/* Big: the blob, owned by the backend; immutable while the entry is live. */
-	const void *data;
+	union {
+		/* Big: the blob, owned by the backend; immutable while the
+		 * entry is live. */
+		const void *data;
+		/* Free: the pool's next free entry (under the shard lock). */
+		struct htab_entry *next_free;
+	};
 	uint64_t size;
 	void *backing;
 	uint64_t offset;
@@ -62,11 +66,6 @@ struct htab_ops {
 	void (*destroy)(void *ctx);
 };
 
-struct htab_pool {
-	uint32_t free_head; /* index + 1, 0: empty */
-	uint32_t size;      /* entries in allocated chunks */
-};
-
 struct htab_shard {
 	/* What every put and remove touches, in the shard's first line. */
 	scratch_lock lock;                        /* writers only (lock.h) */
@@ -76,9 +75,10 @@ struct htab_shard {
 	uint32_t nlive, ntombs;                   /* slots in use / deleted */
 	uint32_t nused;                           /* entries not on a free list */
 	bool closed, done;
-	struct htab_pool pools[HTAB_POOLS];
+	struct htab_entry *free[HTAB_POOLS];      /* each pool's free list, NULL: empty */
 	uint64_t bytes;                           /* of the live handles' blobs */
 	struct htab_entry *_Atomic chunks[HTAB_POOLS][HTAB_CHUNKS];
+	uint32_t pool_size[HTAB_POOLS];           /* entries in allocated chunks */
 } __attribute__((aligned(64)));
 
 struct htab {

@@ -116,9 +116,10 @@ static void count_big(struct memory_store *m, uint64_t size, bool in)
 		atomic_fetch_sub_explicit(&m->big_bytes, size, memory_order_relaxed);
 }
 
-/* A blob above HTAB_SMALL_MAX: its bytes go to the heap. */
-static int put_big(scratch_store *s, const struct iovec *iov, int iovcnt, size_t total,
-		   scratch_handle *out)
+/* A blob above HTAB_SMALL_MAX: its bytes go to the heap.  Out of line,
+ * so that small puts do not carry its frame. */
+static __attribute__((noinline)) int put_big(scratch_store *s, const struct iovec *iov, int iovcnt,
+					     size_t total, scratch_handle *out)
 {
 	struct memory_store *m = to_memory(s);
 	unsigned char *data = NULL;
@@ -152,17 +153,24 @@ static int put_big(scratch_store *s, const struct iovec *iov, int iovcnt, size_t
 	return 0;
 }
 
-static int memory_put(scratch_store *s, const struct iovec *iov, int iovcnt, size_t total,
-		      scratch_handle *out)
+/* A small blob in pieces: gathered first. */
+static __attribute__((noinline)) int put_small_gathered(scratch_store *s, const struct iovec *iov,
+							int iovcnt, size_t total, scratch_handle *out)
 {
 	unsigned char small[HTAB_SMALL_MAX];
 
+	copy_iov(small, iov, iovcnt);
+	return htab_insert_small(&s->table, small, total, out);
+}
+
+static int memory_put(scratch_store *s, const struct iovec *iov, int iovcnt, size_t total,
+		      scratch_handle *out)
+{
 	if (total > HTAB_SMALL_MAX)
 		return put_big(s, iov, iovcnt, total, out);
 	if (iovcnt == 1)
 		return htab_insert_small(&s->table, iov[0].iov_base, total, out);
-	copy_iov(small, iov, iovcnt);
-	return htab_insert_small(&s->table, small, total, out);
+	return put_small_gathered(s, iov, iovcnt, total, out);
 }
 
 static void memory_release(void *ctx, struct htab_entry *e, unsigned shard)

@@ -62,8 +62,7 @@ static scratch_reader *reader_alloc(void)
 	return r;
 }
 
-/* Keeps r as the thread's spare if it has none, else frees it. */
-static void reader_free(scratch_reader *r)
+static __attribute__((noinline)) void reader_free_slow(scratch_reader *r)
 {
 	if (!spare && !spare_keyed) {
 		(void)pthread_once(&spare_once, spare_make_key);
@@ -76,35 +75,54 @@ static void reader_free(scratch_reader *r)
 	free(r);
 }
 
+/* Keeps r as the thread's spare if it has none, else frees it. */
+static inline void reader_free(scratch_reader *r)
+{
+	if (__builtin_expect(spare_keyed && !spare, 1))
+		spare = r;
+	else
+		reader_free_slow(r);
+}
+
+/* The rest of opening r on a big entry e, referenced. */
+static __attribute__((noinline)) int reader_open_big(scratch_store *s, scratch_reader *r,
+						     struct htab_entry *e)
+{
+	const void *data = e->data;
+	int err;
+
+	r->table = &s->table;
+	r->size = e->size;
+	if (s->backend->view && (err = s->backend->view(s, e, &data, &r->copy))) {
+		htab_put(&s->table, e);
+		return err;
+	}
+	r->data = data;
+	return 0;
+}
+
 int scratch_reader_open(scratch_store *s, scratch_handle h, scratch_reader **out)
 {
 	scratch_reader *r = reader_alloc();
 	struct htab_entry *e;
-	size_t size;
+	size_t size = 0;
 	int err;
 
 	if (!r)
 		return -ENOMEM;
 	/* A small blob is copied straight into the reader. */
 	err = htab_lookup(&s->table, h, &e, r->small, &size);
-	r->table = &s->table;
 	r->entry = e;
 	r->data = r->small;
+	r->size = size;
 	r->copy = NULL;
 	r->offset = 0;
-	if (!err && e) {
-		const void *data = e->data;
-
-		size = e->size;
-		if (s->backend->view && (err = s->backend->view(s, e, &data, &r->copy)))
-			htab_put(&s->table, e);
-		r->data = data;
-	}
+	if (!err && e)
+		err = reader_open_big(s, r, e);
 	if (err) {
 		reader_free(r);
 		return err;
 	}
-	r->size = size;
 	*out = r;
 	return 0;
 }
@@ -207,9 +225,10 @@ int scratch_reader_close(scratch_reader *r)
 {
 	if (!r)
 		return 0;
-	if (r->entry)
+	if (r->entry) {
 		htab_put(r->table, r->entry);
-	free(r->copy);
+		free(r->copy);
+	}
 	reader_free(r);
 	return 0;
 }
