@@ -13,7 +13,7 @@
  *   keeps consecutive sequence numbers together (slot_home): 0 is empty,
  *   ~0 a tombstone, anything else is
  *   (low 32 bits of the sequence) << 32 | SLOT_SMALL if small | (entry
- *   index + 1).  The tag lets a probe skip foreign slots without touching
+ *   index + 64) (entry_at).  The tag lets a probe skip foreign slots without touching
  *   their entries;
  * - two pools of entries, big and small (htab.h), each in chunks of growing
  *   size that are never freed or moved while the table lives (type-stable
@@ -75,7 +75,7 @@
 #define SLOT_SMALL 0x80000000u /* in a slot word: the entry is small */
 
 _Static_assert(sizeof(struct htab_entry) == 64, "an entry is one cache line (entry_shift)");
-_Static_assert(POOL_MAX < ~SLOT_SMALL, "no slot word is SLOT_TOMB");
+_Static_assert(POOL_MAX + 64 < ~SLOT_SMALL, "no slot word is SLOT_TOMB");
 _Static_assert(offsetof(struct htab_shard, chunks) == 64, "a shard's hot fields fill its first line");
 
 struct htab_slots {
@@ -119,9 +119,9 @@ static inline uint32_t slot_home(const struct htab_slots *s, uint32_t tag)
 	return (uint32_t)(start + (tag & ((1u << s->run_bits) - 1))) & s->mask;
 }
 
-static inline uint64_t slot_word(uint64_t seq, const struct htab_entry *e)
+static inline uint64_t slot_word(uint64_t seq, unsigned kind, uint32_t index)
 {
-	return (uint64_t)(uint32_t)seq << 32 | (e->kind == HTAB_SMALL ? SLOT_SMALL : 0) | (e->index + 1u);
+	return (uint64_t)(uint32_t)seq << 32 | (kind == HTAB_SMALL ? SLOT_SMALL : 0) | (index + 64u);
 }
 
 static inline unsigned slot_kind(uint64_t word)
@@ -134,14 +134,18 @@ static inline bool slot_matches(uint64_t word, uint64_t seq)
 	return word != SLOT_EMPTY && word != SLOT_TOMB && (uint32_t)(word >> 32) == (uint32_t)seq;
 }
 
-/* Chunk c holds entries [64 * (2^c - 1), 64 * (2^(c+1) - 1)). */
+/*
+ * Chunk c holds entries [64 * (2^c - 1), 64 * (2^(c+1) - 1)): entry i is
+ * in the chunk that the top bit of i + 64 tells (bit c + 6), at the offset
+ * the other bits of i + 64 tell.
+ */
 static inline unsigned chunk_of(uint32_t index, uint32_t *offset)
 {
-	uint64_t n = ((uint64_t)index >> 6) + 1;
-	unsigned c = 63u - (unsigned)__builtin_clzll(n);
+	uint32_t m = index + 64;
+	unsigned top = 31u - (unsigned)__builtin_clz(m);
 
-	*offset = index - (uint32_t)(64 * ((1ull << c) - 1));
-	return c;
+	*offset = m - (1u << top);
+	return top - 6;
 }
 
 /* log2 of an entry's stride: a small entry has a second line. */
@@ -165,7 +169,7 @@ static inline struct htab_entry *entry_at(struct htab_shard *sh, unsigned kind, 
 /* The entry a live slot word names. */
 static inline struct htab_entry *slot_entry(struct htab_shard *sh, uint64_t word)
 {
-	return entry_at(sh, slot_kind(word), ((uint32_t)word & ~SLOT_SMALL) - 1);
+	return entry_at(sh, slot_kind(word), ((uint32_t)word & ~SLOT_SMALL) - 64);
 }
 
 /*
@@ -451,11 +455,12 @@ static inline __attribute__((always_inline)) struct htab_shard *lock_next_shard(
 }
 
 /*
- * Locks the thread's next shard, makes room there for one more handle and
- * takes a free entry of pool `kind`, its handle set.  Inlined into both
- * reserves, so kind is a constant.
+ * Locks the thread's next shard (*shard), makes room there for one more
+ * handle and takes a free entry of pool `kind`, its handle set.  Inlined
+ * where it is called, so kind is a constant.
  */
 static inline __attribute__((always_inline)) int entry_take(struct htab *t, unsigned kind,
+								    struct htab_shard **shard,
 								    struct htab_entry **out)
 {
 	struct htab_shard *sh = lock_next_shard(t);
@@ -483,14 +488,16 @@ static inline __attribute__((always_inline)) int entry_take(struct htab *t, unsi
 	 * and for a stale reader of a small entry, by htab_set_small's fence. */
 	atomic_store_explicit(&e->handle, sh->next_seq++ << HTAB_SHARD_BITS | (uint64_t)(sh - t->shards),
 			      memory_order_relaxed);
+	*shard = sh;
 	*out = e;
 	return 0;
 }
 
 int htab_reserve(struct htab *t, struct htab_entry **out)
 {
+	struct htab_shard *sh;
 	struct htab_entry *e;
-	int err = entry_take(t, HTAB_BIG, &e);
+	int err = entry_take(t, HTAB_BIG, &sh, &e);
 
 	if (err)
 		return err;
@@ -505,7 +512,9 @@ int htab_reserve(struct htab *t, struct htab_entry **out)
 
 int htab_reserve_small(struct htab *t, struct htab_entry **out)
 {
-	return entry_take(t, HTAB_SMALL, out);
+	struct htab_shard *sh;
+
+	return entry_take(t, HTAB_SMALL, &sh, out);
 }
 
 /* The bytes [n & ~7, n) of src, n % 8 of them, as the start of a word. */
@@ -564,41 +573,45 @@ void htab_set_small(struct htab_entry *e, const void *p, size_t n)
 	small_fill(e, p, n);
 }
 
-static inline __attribute__((always_inline)) void publish_locked(struct htab *t, struct htab_entry *e)
+/* Links entry e of pool `kind`, handle h, into the slots of sh (locked)
+ * and unlocks it. */
+static inline __attribute__((always_inline)) void link_unlock(struct htab_shard *sh, struct htab_entry *e,
+							      unsigned kind, uint64_t h, uint64_t size)
 {
-	uint64_t h = atomic_load_explicit(&e->handle, memory_order_relaxed);
-	struct htab_shard *sh = &t->shards[htab_shard_of(h)];
 	struct htab_slots *s = atomic_load_explicit(&sh->slots, memory_order_relaxed);
 
-	if (e->kind == HTAB_SMALL) {
-		sh->bytes += atomic_load_explicit(&e->small_len, memory_order_relaxed);
-	} else {
-		/* Release: a stale reader whose CAS sees LINKED also sees the
-		 * new handle and blob (the slot store below publishes them to
-		 * new readers). */
-		atomic_store_explicit(&e->refs, HTAB_LINKED | 1u, memory_order_release);
-		sh->bytes += e->size;
-	}
-	slots_insert(s, slot_word(handle_seq(h), e), &sh->ntombs);
+	slots_insert(s, slot_word(handle_seq(h), kind, e->index), &sh->ntombs);
 	sh->nlive++;
+	sh->bytes += size;
 	lock_drop(&sh->lock);
 }
 
 void htab_publish(struct htab *t, struct htab_entry *e)
 {
-	publish_locked(t, e);
+	uint64_t h = atomic_load_explicit(&e->handle, memory_order_relaxed);
+	struct htab_shard *sh = &t->shards[htab_shard_of(h)];
+
+	if (e->kind == HTAB_SMALL) {
+		link_unlock(sh, e, HTAB_SMALL, h, atomic_load_explicit(&e->small_len, memory_order_relaxed));
+		return;
+	}
+	/* Release: a stale reader whose CAS sees LINKED also sees the new
+	 * handle and blob (the slot store publishes them to new readers). */
+	atomic_store_explicit(&e->refs, HTAB_LINKED | 1u, memory_order_release);
+	link_unlock(sh, e, HTAB_BIG, h, e->size);
 }
 
 int htab_insert_small(struct htab *t, const void *p, size_t n, uint64_t *handle)
 {
+	struct htab_shard *sh;
 	struct htab_entry *e;
-	int err = entry_take(t, HTAB_SMALL, &e);
+	int err = entry_take(t, HTAB_SMALL, &sh, &e);
 
 	if (err)
 		return err;
 	small_fill(e, p, n);
 	*handle = atomic_load_explicit(&e->handle, memory_order_relaxed);
-	publish_locked(t, e);
+	link_unlock(sh, e, HTAB_SMALL, *handle, n);
 	return 0;
 }
 
@@ -757,7 +770,7 @@ void htab_put(struct htab *t, struct htab_entry *e)
 }
 
 /* Unlinks e, the live entry in slot i of sh (locked); returns its size. */
-static uint64_t slot_unlink_locked(struct htab *t, struct htab_shard *sh, struct htab_slots *s,
+static inline __attribute__((always_inline)) uint64_t slot_unlink_locked(struct htab *t, struct htab_shard *sh, struct htab_slots *s,
 				  uint32_t i, struct htab_entry *e)
 {
 	bool small = e->kind == HTAB_SMALL;

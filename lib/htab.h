@@ -22,7 +22,7 @@
 #define HTAB_SHARD_BITS 5
 #define HTAB_SHARDS (1u << HTAB_SHARD_BITS)
 #define HTAB_TAG_BITS 16 /* a handle's top bits tell its table (htab.c) */
-#define HTAB_CHUNKS 25 /* chunk c holds 64 << c entries: 2^31 a pool */
+#define HTAB_CHUNKS 24 /* chunk c holds 64 << c entries: 2^30 a pool */
 #define HTAB_GROUP_SHARDS 8 /* a thread puts into a group of this many (htab.c) */
 
 /* A blob of up to HTAB_SMALL_MAX bytes can be kept in a small entry. */
