@@ -67,6 +67,10 @@ struct scratch_backend {
 	int (*stats)(scratch_store *s, struct scratch_store_stats *out);
 	/* The table's callbacks (htab_ops) for this backend. */
 	struct htab_ops table_ops;
+	/* scratch_put keeps a blob of up to HTAB_SMALL_MAX bytes in the table
+	 * itself (htab_insert_small) without calling put(), which still gets
+	 * such blobs from scratch_putv. */
+	bool small_in_table;
 };
 
 struct scratch_store {

@@ -249,6 +249,7 @@ static const struct scratch_backend memory_backend = {
 	.writer_abort = memory_writer_abort,
 	.heap_bytes = memory_heap_bytes,
 	.table_ops = { .release = memory_release, .destroy = memory_destroy },
+	.small_in_table = true,
 };
 
 int scratch_memory_backend_new(scratch_store **out)

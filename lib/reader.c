@@ -160,6 +160,17 @@ static void copy_words(unsigned char *dst, const unsigned char *src, size_t n)
 		dst[i] = src[i];
 }
 
+/* scratch_reader_read's copy of n <= what is left, but for a small blob
+ * read from a whole word: out of line, so that one needs no frame. */
+static __attribute__((noinline)) ssize_t read_copy(scratch_reader *r, void *buf, size_t n)
+{
+	if (n > SSIZE_MAX)
+		n = SSIZE_MAX;
+	memcpy(buf, r->data + r->offset, n);
+	r->offset += n;
+	return (ssize_t)n;
+}
+
 ssize_t scratch_reader_read(scratch_reader *r, void *buf, size_t n)
 {
 	if (!r || (!buf && n))
@@ -170,12 +181,9 @@ ssize_t scratch_reader_read(scratch_reader *r, void *buf, size_t n)
 
 	if (n > left)
 		n = (size_t)left;
-	if (n > SSIZE_MAX)
-		n = SSIZE_MAX;
-	if (r->data == r->small && r->offset % 8 == 0)
-		copy_words(buf, r->small + r->offset, n);
-	else
-		memcpy(buf, r->data + r->offset, n);
+	if (r->data != r->small || r->offset % 8)
+		return read_copy(r, buf, n);
+	copy_words(buf, r->small + r->offset, n);
 	r->offset += n;
 	return (ssize_t)n;
 }

@@ -108,6 +108,8 @@ int scratch_put(scratch_store *s, const void *p, size_t n, scratch_handle *out)
 	*out = SCRATCH_INVALID_HANDLE;
 	if (!s || (!p && n) || n > SSIZE_MAX)
 		return -EINVAL;
+	if (n <= HTAB_SMALL_MAX && s->backend->small_in_table)
+		return htab_insert_small(&s->table, p, n, out);
 	return s->backend->put(s, &iov, 1, n, out);
 }
 
