@@ -79,8 +79,10 @@ _Static_assert(POOL_MAX + 64 < ~SLOT_SMALL, "no slot word is SLOT_TOMB");
 _Static_assert(offsetof(struct htab_shard, chunks) == 64, "a shard's hot fields fill its first line");
 
 struct htab_slots {
-	unsigned bits, run_bits;
-	uint32_t mask;
+	uint32_t mask;               /* 2^bits - 1 */
+	uint32_t run_mask;           /* 2^run_bits - 1 (slot_home) */
+	uint8_t bits, run_bits;
+	uint8_t shift;               /* 64 - bits */
 	_Atomic uint64_t slot[];
 };
 
@@ -114,9 +116,9 @@ static inline uint64_t handle_seq(uint64_t h)
 
 static inline uint32_t slot_home(const struct htab_slots *s, uint32_t tag)
 {
-	uint64_t start = ((uint64_t)(tag >> s->run_bits) * 0x9e3779b97f4a7c15ull) >> (64 - s->bits);
+	uint64_t start = ((uint64_t)(tag >> s->run_bits) * 0x9e3779b97f4a7c15ull) >> s->shift;
 
-	return (uint32_t)(start + (tag & ((1u << s->run_bits) - 1))) & s->mask;
+	return (uint32_t)(start + (tag & s->run_mask)) & s->mask;
 }
 
 static inline uint64_t slot_word(uint64_t seq, unsigned kind, uint32_t index)
@@ -255,9 +257,11 @@ static struct htab_slots *slots_new(unsigned bits)
 	struct htab_slots *s = table_alloc(slots_size(bits));
 
 	if (s) {
-		s->bits = bits;
-		s->run_bits = bits > RUN_BITS_MAX + 6 ? RUN_BITS_MAX : bits > 6 ? bits - 6 : 0;
-		s->mask = (1u << bits) - 1;
+		s->bits = (uint8_t)bits;
+		s->run_bits = (uint8_t)(bits > RUN_BITS_MAX + 6 ? RUN_BITS_MAX : bits > 6 ? bits - 6 : 0);
+		s->shift = (uint8_t)(64 - bits);
+		s->mask = (uint32_t)((1ull << bits) - 1);
+		s->run_mask = (1u << s->run_bits) - 1;
 	}
 	return s;
 }
