@@ -483,11 +483,6 @@ static inline __attribute__((always_inline)) int entry_take(struct htab *t, unsi
 
 	sh->free[kind] = e->next_free;
 	sh->nused++;
-	/* The next small put here writes the next free entry's second line,
-	 * which its remove did not touch: in a table of millions it is cold by
-	 * then.  64 B mixed, 10M live: 7.4-7.9M to 7.7-8.2M cycles/s. */
-	if (kind == HTAB_SMALL && e->next_free)
-		__builtin_prefetch(entry_small(e->next_free), 1);
 	/* Relaxed: published by the release store of the slot (htab_publish),
 	 * and for a stale reader of a small entry, by htab_set_small's fence. */
 	atomic_store_explicit(&e->handle, sh->next_seq++ << HTAB_SHARD_BITS | (uint64_t)(sh - t->shards),
