@@ -438,24 +438,31 @@ static void group_join(void)
 	put_group_set = true;
 }
 
-static inline __attribute__((always_inline)) struct htab_shard *lock_next_shard(struct htab *t)
+/* lock_next_shard when the thread's current shard is busy: the group's
+ * other shards from there on, then the other groups', else wait. */
+static __attribute__((noinline)) struct htab_shard *lock_busy_shard(struct htab *t, unsigned n)
 {
-	if (!put_group_set)
-		group_join();
-	unsigned n = puts_made++ / PUTS_PER_SHARD;
-
-	/* The group's shards from the current one on, then the other groups'. */
-	for (unsigned k = 0; k < HTAB_SHARDS; k++) {
+	for (unsigned k = 1; k < HTAB_SHARDS; k++) {
 		unsigned i = put_group + (k & ~(HTAB_GROUP_SHARDS - 1)) + ((n + k) & (HTAB_GROUP_SHARDS - 1));
 		struct htab_shard *sh = &t->shards[i & (HTAB_SHARDS - 1)];
 
 		if (lock_try(&sh->lock))
 			return sh;
 	}
-	struct htab_shard *sh = &t->shards[(put_group + n % HTAB_GROUP_SHARDS) & (HTAB_SHARDS - 1)];
+	struct htab_shard *sh = &t->shards[put_group + n % HTAB_GROUP_SHARDS];
 
 	lock_take(&sh->lock);
 	return sh;
+}
+
+static inline __attribute__((always_inline)) struct htab_shard *lock_next_shard(struct htab *t)
+{
+	if (__builtin_expect(!put_group_set, 0))
+		group_join();
+	unsigned n = puts_made++ / PUTS_PER_SHARD;
+	struct htab_shard *sh = &t->shards[put_group + n % HTAB_GROUP_SHARDS];
+
+	return __builtin_expect(lock_try(&sh->lock), 1) ? sh : lock_busy_shard(t, n);
 }
 
 /*
