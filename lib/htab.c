@@ -519,8 +519,11 @@ int htab_reserve(struct htab *t, struct htab_entry **out)
 int htab_reserve_small(struct htab *t, struct htab_entry **out)
 {
 	struct htab_shard *sh;
+	int err = entry_take(t, HTAB_SMALL, &sh, out);
 
-	return entry_take(t, HTAB_SMALL, &sh, out);
+	if (!err) /* empty until htab_set_small, not the last handle's bytes */
+		atomic_store_explicit(&(*out)->small_len, 0, memory_order_relaxed);
+	return err;
 }
 
 /* The bytes [n & ~7, n) of src, n % 8 of them, as the start of a word. */
@@ -673,9 +676,13 @@ static int entry_tryget(struct htab_entry *e)
  * Copies the blob of small entry e, which held `handle` when looked at,
  * without a reference: a seqlock whose sequence is the handle itself.  The
  * entry is type-stable memory, so the copy is always safe to make; it is
- * only kept if e still holds `handle` after it was made.  All
- * HTAB_SMALL_MAX bytes are copied, whatever the size: straight-line code,
- * into a buffer that is ours, so a copy that turns out stale does no harm.
+ * only kept if e still holds `handle` after it was made.  The blob is
+ * visible to us because we came through the handle's own slot word, loaded
+ * with acquire after the put that published it (the only other words that
+ * could name e with the same low 32 bits belong to handles 2^32 puts older,
+ * gone before this one was made).  All HTAB_SMALL_MAX bytes are copied,
+ * whatever the size: straight-line code, into a buffer that is ours, so a
+ * copy that turns out stale does no harm.
  */
 static int copy_small(struct htab_entry *e, uint64_t handle, void *buf, size_t *len)
 {

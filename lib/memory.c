@@ -1,9 +1,9 @@
 /*
  * memory.c: the memory backend.
  *
- * A blob of HTAB_SMALL_MAX (64) bytes or less is kept in a small table
- * entry: no allocation at all, and readers copy it without touching a
- * reference count (htab_lookup).  Other blob bytes live in the store's heap (heap.c:
+ * A blob of HTAB_SMALL_MAX (64) bytes or less, however it was put (put,
+ * putv, a writer), is kept in a small table entry: no allocation at all,
+ * and readers copy it without touching a reference count (htab_lookup).  Other blob bytes live in the store's heap (heap.c:
  * a private jemalloc arena with private tcaches):
  * - a blob up to HEAP_CACHE_MAX is allocated and copied between
  *   htab_reserve and htab_publish, under its shard's lock, with the cache
@@ -221,15 +221,17 @@ static int memory_writer_commit(scratch_writer *base, scratch_handle *out)
 	struct memory_writer *w = (struct memory_writer *)base;
 	scratch_store *s = base->store;
 	struct htab_entry *e;
-	int err = htab_reserve(&s->table, &e);
+	int err;
 
-	if (err) {
+	if (w->buf.len <= HTAB_SMALL_MAX) {
+		err = htab_insert_small(&s->table, w->buf.data, w->buf.len, out);
 		memory_writer_abort(base);
 		return err;
 	}
-	if (w->buf.len == 0) {
-		heap_free(&to_memory(s)->heap, HEAP_NO_CACHE, w->buf.data);
-		w->buf.data = NULL;
+	err = htab_reserve(&s->table, &e);
+	if (err) {
+		memory_writer_abort(base);
+		return err;
 	}
 	e->data = w->buf.data;
 	e->size = w->buf.len;

@@ -213,6 +213,20 @@ START_TEST(test_writer)
 	require(scratch_writer_commit(w, &h) == 0);
 	expect_bytes(s, h, "", 0);
 
+	/* Small ones (kept in the table, like small puts) and the first big. */
+	static const size_t small[] = { 1, 7, 63, 64, 65 };
+
+	for (size_t i = 0; i < sizeof(small) / sizeof(small[0]); i++) {
+		require(scratch_writer_open(s, &w) == 0);
+		require(scratch_writer_write(w, want, small[i] / 2) == (ssize_t)(small[i] / 2));
+		require(scratch_writer_write(w, want + small[i] / 2, small[i] - small[i] / 2) ==
+			(ssize_t)(small[i] - small[i] / 2));
+		require(scratch_writer_commit(w, &h) == 0);
+		expect_bytes(s, h, want, small[i]);
+		require(scratch_remove(s, h) == 0);
+		require(scratch_remove(s, h) == SCRATCH_ENOTFOUND);
+	}
+
 	require(scratch_writer_open(s, &w) == 0);
 	require(scratch_writer_write(w, "gone", 4) == 4);
 	scratch_writer_abort(w);
