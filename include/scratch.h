@@ -45,8 +45,9 @@ extern "C" {
 
 /* Returned for a handle the store does not know: never issued, removed, or
  * issued by another store (stores tell their handles apart by a 16-bit tag
- * each gets in turn, so of the stores a process opens, two 65536 apart
- * share one).  Outside the errno range. */
+ * that no two open stores share, up to 65536 open at once; a closed store's
+ * tag is given again only once every other free tag has been given since).
+ * Outside the errno range. */
 #define SCRATCH_ENOTFOUND (-10000)
 
 /* A static, never-NULL description of any code this library returns:

@@ -5,10 +5,10 @@
  * Layout.  The table is HTAB_SHARDS independent shards.  A handle carries
  * its shard in its low HTAB_SHARD_BITS bits and a per-shard sequence number
  * above them, so handles are never 0 and never reused.  The sequences of
- * a table start at its tag (a number each table of the process gets in
- * turn, in the top HTAB_TAG_BITS bits) plus 1, so another table's handle
- * finds no entry here (until 65536 tables later, or 2^43 handles into a
- * shard).  Each shard has
+ * a table start at its tag (in the top HTAB_TAG_BITS bits) plus 1, and no
+ * two live tables have the same tag (tag_take), so another table's handle
+ * finds no entry here (unless 2^43 handles went into one shard, or 65536
+ * tables live at once).  Each shard has
  * - a slot array of 8-byte words, linear probing from a home slot that
  *   keeps consecutive sequence numbers together (slot_home): 0 is empty,
  *   ~0 a tombstone, anything else is
@@ -341,15 +341,51 @@ static int pool_grow(struct htab_shard *sh, unsigned kind)
 	return 0;
 }
 
+/*
+ * Tags of live tables, a bit each.  A new table takes the first free tag
+ * from the one after the last taken, so a tag that comes free is given
+ * again as late as can be: handles kept past their store's close stay
+ * foreign to the stores that follow.  With every tag taken (65536 live
+ * tables), tables share the next one.
+ */
+#define TAGS (1u << HTAB_TAG_BITS)
+
+static pthread_mutex_t tags_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t tags_live[TAGS / 64];
+static uint32_t tag_next;
+
+static uint32_t tag_take(void)
+{
+	pthread_mutex_lock(&tags_lock);
+	uint32_t tag = tag_next;
+
+	for (uint32_t k = 0; k < TAGS; k++) {
+		uint32_t t = (tag_next + k) % TAGS;
+
+		if (!(tags_live[t / 64] & 1ull << (t % 64))) {
+			tag = t;
+			break;
+		}
+	}
+	tags_live[tag / 64] |= 1ull << (tag % 64);
+	tag_next = (tag + 1) % TAGS;
+	pthread_mutex_unlock(&tags_lock);
+	return tag;
+}
+
+static void tag_give_back(uint32_t tag)
+{
+	pthread_mutex_lock(&tags_lock);
+	tags_live[tag / 64] &= ~(1ull << (tag % 64));
+	pthread_mutex_unlock(&tags_lock);
+}
+
 int htab_init(struct htab *t, const struct htab_ops *ops, void *ctx)
 {
-	static _Atomic uint32_t tables;
-	uint64_t tag = atomic_fetch_add_explicit(&tables, 1, memory_order_relaxed) &
-		       ((1u << HTAB_TAG_BITS) - 1);
-
 	memset(t, 0, sizeof(*t));
 	t->ops = ops;
 	t->ctx = ctx;
+	t->tag = tag_take();
 	for (unsigned i = 0; i < HTAB_SHARDS; i++) {
 		struct htab_shard *sh = &t->shards[i];
 		struct htab_slots *s = slots_new(MIN_BITS);
@@ -359,7 +395,7 @@ int htab_init(struct htab *t, const struct htab_ops *ops, void *ctx)
 			return -ENOMEM;
 		}
 		atomic_init(&sh->slots, s);
-		sh->next_seq = tag << (64 - HTAB_SHARD_BITS - HTAB_TAG_BITS) | 1;
+		sh->next_seq = (uint64_t)t->tag << (64 - HTAB_SHARD_BITS - HTAB_TAG_BITS) | 1;
 	}
 	atomic_init(&t->shards_open, HTAB_SHARDS);
 	return 0;
@@ -368,6 +404,7 @@ int htab_init(struct htab *t, const struct htab_ops *ops, void *ctx)
 /* Frees what htab_init made (all of it, or the slots of its first shards). */
 void htab_fini(struct htab *t)
 {
+	tag_give_back(t->tag);
 	for (unsigned i = 0; i < HTAB_SHARDS; i++) {
 		struct htab_shard *sh = &t->shards[i];
 		struct htab_slots *s = atomic_load_explicit(&sh->slots, memory_order_relaxed);

@@ -86,6 +86,7 @@ struct htab {
 	const struct htab_ops *ops;
 	void *ctx;
 	_Atomic unsigned shards_open;
+	uint32_t tag; /* its handles' top HTAB_TAG_BITS bits, unique among live tables */
 };
 
 struct htab_stats {

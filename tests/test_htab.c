@@ -210,6 +210,41 @@ START_TEST(test_small_entries)
 }
 END_TEST
 
+/* A table never makes the handles of another live table: 65536 tables
+ * made and closed meanwhile, the next one still finds none of the first's
+ * handles and makes none of them. */
+START_TEST(test_tags_unique_among_live)
+{
+	struct fake *a = fake_new(), *b;
+	uint64_t ha[HTAB_SHARDS * 4];
+	struct htab_entry *e;
+
+	for (unsigned i = 0; i < sizeof(ha) / sizeof(ha[0]); i++)
+		ha[i] = insert(a);
+	for (unsigned i = 0; i < (1u << HTAB_TAG_BITS); i++) {
+		b = fake_new();
+		require(b->table.tag != a->table.tag);
+		htab_close(&b->table);
+		require(atomic_load(&b->destroyed) == 1);
+		free(b);
+	}
+	b = fake_new();
+	require(b->table.tag != a->table.tag);
+	for (unsigned i = 0; i < sizeof(ha) / sizeof(ha[0]); i++) {
+		uint64_t hb = insert(b);
+
+		for (unsigned j = 0; j < sizeof(ha) / sizeof(ha[0]); j++)
+			require(hb != ha[j]);
+		require(htab_acquire(&b->table, ha[i], &e) == SCRATCH_ENOTFOUND);
+		expect_found(a, ha[i]);
+	}
+	htab_close(&b->table);
+	htab_close(&a->table);
+	free(b);
+	free(a);
+}
+END_TEST
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -529,6 +564,7 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_insert_lookup_remove);
 	tcase_add_test(tc, test_small_entries);
+	tcase_add_test(tc, test_tags_unique_among_live);
 	tcase_add_loop_test(tc, test_grow_shrink_unique, 0, 2);
 	tcase_add_test(tc, test_refs_outlive_remove_and_close);
 	tcase_add_test(tc, test_cancel);
