@@ -9,7 +9,8 @@
  *
  * A read is a table lookup; the backend's view() (NULL: e->data is it)
  * then says where the bytes are, which for the filesystem store may be a
- * private copy while the blob is still being written.
+ * private copy while the blob is still being written, and a file that
+ * holds them too.
  */
 #ifndef SCRATCH_BACKEND_H
 #define SCRATCH_BACKEND_H
@@ -31,16 +32,23 @@ struct scratch_store_stats {
 	uint64_t table_bytes;  /* slot arrays and entry pools */
 };
 
+/* Where a referenced entry's bytes can be read (scratch_backend.view). */
+struct blob_view {
+	const void *data;    /* valid while the reference is held */
+	void *copy;          /* memory the reader must free(), or NULL */
+	int fd;              /* a file holding the same bytes at fd_offset, open */
+	uint64_t fd_offset;  /* while the reference is held; or fd -1 */
+};
+
 struct scratch_backend {
 	const char *name;
 	/* Stores the concatenation of iov (total bytes) as one new blob.
 	 * 0 or -ENOMEM; *out is set on success only. */
 	int (*put)(scratch_store *s, const struct iovec *iov, int iovcnt, size_t total,
 		   scratch_handle *out);
-	/* Where a referenced entry's bytes can be read: *data, valid while the
-	 * reference is held, and *copy, memory the reader must free() (or
-	 * NULL).  0 or -ENOMEM. */
-	int (*view)(scratch_store *s, struct htab_entry *e, const void **data, void **copy);
+	/* Fills in *v, which comes with data e->data, no copy and fd -1.
+	 * 0 or -ENOMEM. */
+	int (*view)(scratch_store *s, struct htab_entry *e, struct blob_view *v);
 	/* scratch_store_close: must end in htab_close().  NULL: just that. */
 	void (*close)(scratch_store *s);
 	/* Opens a streaming writer whose w->store is s.  0 or -ENOMEM. */

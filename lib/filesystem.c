@@ -618,21 +618,27 @@ static const unsigned char *staged_bytes(struct fs_store *fs, struct htab_entry 
 	return p;
 }
 
-static int fs_view(scratch_store *s, struct htab_entry *e, const void **data, void **copy)
+static int fs_view(scratch_store *s, struct htab_entry *e, struct blob_view *v)
 {
 	struct segment *seg = e->backing;
-	const unsigned char *p;
 
-	*data = e->data;
-	*copy = NULL;
-	if (!seg || !(e->backing_index & BLOB_STAGED))
+	if (!seg)
 		return 0;
-	p = segment_bytes(seg, e->offset, e->size);
-	if (!p)
-		p = staged_bytes(to_fs(s), e, copy);
-	if (!p)
-		return -ENOMEM; /* the copy failed: every other case has bytes */
-	*data = p;
+	if (e->backing_index & BLOB_STAGED) {
+		const unsigned char *p = segment_bytes(seg, e->offset, e->size);
+
+		if (!p)
+			p = staged_bytes(to_fs(s), e, &v->copy);
+		if (!p)
+			return -ENOMEM; /* the copy failed: every other case has bytes */
+		v->data = p;
+	}
+	/* In the file, and the file stays open as long as the segment (only
+	 * a segment of one blob closes it, before the blob is published). */
+	if (v->data == seg->map + e->offset && seg->fd >= 0) {
+		v->fd = seg->fd;
+		v->fd_offset = e->offset;
+	}
 	return 0;
 }
 

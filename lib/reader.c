@@ -12,6 +12,14 @@
  * Each thread keeps the last reader it closed for the next it opens (freed
  * when the thread exits): a pipeline opens and closes readers by the
  * million, and malloc and free were a twentieth of a small read.
+ *
+ * A large read of bytes that are also in an open file (a filesystem
+ * store's segment, struct blob_view) is a pread rather than a copy out of
+ * the mapping: the kernel copies through its direct map of memory, on
+ * large pages, where our mapping of the file has a 4 KiB page every 4 KiB.
+ * scratchbench read 1 MiB, filesystem store, 1 thread, five alternating
+ * rounds: 0.66-0.85x memcpy from the mapping, 0.92-1.01x with pread (2
+ * threads 0.81-0.87x, 0.95-0.96x; 256 KiB reads even either way).
  */
 #include <errno.h>
 #include <limits.h>
@@ -19,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend.h"
 
@@ -29,6 +38,8 @@ struct scratch_reader {
 	void *copy; /* the bytes, when they could not be shared */
 	uint64_t size;
 	uint64_t offset;
+	int fd;             /* a big blob's: the file that also holds it, or -1 */
+	uint64_t fd_offset; /* where */
 	unsigned char small[HTAB_SMALL_MAX];
 };
 
@@ -88,16 +99,19 @@ static inline void reader_free(scratch_reader *r)
 static __attribute__((noinline)) int reader_open_big(scratch_store *s, scratch_reader *r,
 						     struct htab_entry *e)
 {
-	const void *data = e->data;
+	struct blob_view v = { .data = e->data, .fd = -1 };
 	int err;
 
-	r->table = &s->table;
-	r->size = e->size;
-	if (s->backend->view && (err = s->backend->view(s, e, &data, &r->copy))) {
+	if (s->backend->view && (err = s->backend->view(s, e, &v))) {
 		htab_put(&s->table, e);
 		return err;
 	}
-	r->data = data;
+	r->table = &s->table;
+	r->size = e->size;
+	r->data = v.data;
+	r->copy = v.copy;
+	r->fd = v.fd;
+	r->fd_offset = v.fd_offset;
 	return 0;
 }
 
@@ -160,12 +174,21 @@ static void copy_words(unsigned char *dst, const unsigned char *src, size_t n)
 		dst[i] = src[i];
 }
 
+#define PREAD_MIN (256u << 10) /* a system call is under 1% of a copy this long */
+
 /* scratch_reader_read's copy of n <= what is left, but for a small blob
  * read from a whole word: out of line, so that one needs no frame. */
 static __attribute__((noinline)) ssize_t read_copy(scratch_reader *r, void *buf, size_t n)
 {
 	if (n > SSIZE_MAX)
 		n = SSIZE_MAX;
+	/* A pread that fails or comes up short (it should not) is redone as a
+	 * copy, which overwrites whatever it got. */
+	if (n >= PREAD_MIN && r->entry && r->fd >= 0 &&
+	    pread(r->fd, buf, n, (off_t)(r->fd_offset + r->offset)) == (ssize_t)n) {
+		r->offset += n;
+		return (ssize_t)n;
+	}
 	memcpy(buf, r->data + r->offset, n);
 	r->offset += n;
 	return (ssize_t)n;

@@ -290,6 +290,59 @@ START_TEST(test_round_trips_and_seek)
 }
 END_TEST
 
+/* Reads of 256 KiB and more (reader.c reads them from the segment's file
+ * with pread) from every offset kind, of blobs staged, written straight
+ * into a shared segment, and in a file of their own, also after their
+ * remove; each compared byte for byte. */
+static void expect_large_reads(scratch_store *s, const struct blob *b)
+{
+	static const size_t from[] = { 0, 1, 4096, 12345 };
+	unsigned char *want = malloc(b->n), *got = malloc(b->n);
+	scratch_reader *r;
+
+	require(want && got);
+	fill(want, b->n, b->seed);
+	require(scratch_read(s, b->h, &r) == 0);
+	for (unsigned i = 0; i < sizeof(from) / sizeof(from[0]); i++) {
+		size_t n = b->n - from[i];
+
+		memset(got, 0, b->n);
+		require(scratch_reader_seek(r, (int64_t)from[i], SEEK_SET) == (int64_t)from[i]);
+		require(scratch_reader_read(r, got, n) == (ssize_t)n);
+		require(memcmp(got, want + from[i], n) == 0);
+		require(scratch_reader_read(r, got, n) == 0);
+	}
+	require(scratch_remove(s, b->h) == 0);
+	require(scratch_reader_seek(r, 7, SEEK_SET) == 7);
+	require(scratch_reader_read(r, got, b->n) == (ssize_t)(b->n - 7));
+	require(memcmp(got, want + 7, b->n - 7) == 0);
+	require(scratch_reader_close(r) == 0);
+	free(want);
+	free(got);
+}
+
+START_TEST(test_large_reads)
+{
+	char dir[PATH_MAX];
+	scratch_store *s;
+
+	case_dir(dir);
+	s = fs_new(NULL, dir);
+	struct blob staged = put_seeded(s, 1, 600 * 1024), shared = put_seeded(s, 2, MiB + 5),
+		    own = put_seeded(s, 3, 5 * MiB);
+	struct blob again = put_seeded(s, 4, 600 * 1024);
+
+	expect_large_reads(s, &staged); /* maybe still in a buffer */
+	require(scratch_store_flush(s) == 0);
+	expect_large_reads(s, &again); /* written */
+	expect_large_reads(s, &shared);
+	expect_large_reads(s, &own);
+	scratch_store_close(s);
+	require(count_files(dir) == 0);
+	rm_rf(dir);
+}
+END_TEST
+
 START_TEST(test_files)
 {
 	char dir[PATH_MAX], path[PATH_MAX + 32];
@@ -702,6 +755,7 @@ int main(void)
 	tcase_add_test(tc, test_handles);
 	tcase_add_test(tc, test_space_released);
 	tcase_add_test(tc, test_small_blobs_space_released);
+	tcase_add_test(tc, test_large_reads);
 	tcase_add_test(tc, test_no_leaks);
 	tcase_add_test(tc, test_pwrite_forced);
 	tcase_add_loop_test(tc, test_stress, 0, 2);
