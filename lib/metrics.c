@@ -163,7 +163,9 @@ static unsigned stripe_claim(void)
 	return METRICS_STRIPES;
 }
 
-static struct metrics_stripe *stripe_of(scratch_metrics *m)
+/* The stripe this thread counts into; *shared: other threads count there
+ * too. */
+static struct metrics_stripe *stripe_of(scratch_metrics *m, bool *shared)
 {
 	unsigned i = my_stripe;
 
@@ -171,14 +173,15 @@ static struct metrics_stripe *stripe_of(scratch_metrics *m)
 		my_stripe = i = stripe_claim();
 	if (__builtin_expect(m->pid != metrics_process, 0))
 		i = METRICS_STRIPES; /* a forked child's (see Fork) */
+	*shared = i == METRICS_STRIPES;
 	return &m->shared->stripe[i - 1];
 }
 
-/* Adds v to a counter of stripe st: a plain read and write if st is the
- * thread's own, an atomic add if it is shared. */
-static void add(scratch_metrics *m, const struct metrics_stripe *st, _Atomic uint64_t *c, uint64_t v)
+/* Adds v to a counter: a plain read and write in the thread's own stripe,
+ * an atomic add in a shared one. */
+static inline void add(bool shared, _Atomic uint64_t *c, uint64_t v)
 {
-	if (__builtin_expect(st == &m->shared->stripe[METRICS_STRIPES - 1], 0))
+	if (__builtin_expect(shared, 0))
 		atomic_fetch_add_explicit(c, v, memory_order_relaxed);
 	else
 		atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
@@ -199,18 +202,20 @@ static unsigned bucket_of(uint64_t ns)
 void metrics_count(scratch_metrics *m, enum scratch_op op, int err, uint64_t ticks, uint64_t n,
 		   int64_t handles, int64_t bytes)
 {
-	struct metrics_stripe *st = stripe_of(m);
+	bool shared;
+	struct metrics_stripe *st = stripe_of(m, &shared);
 	int res = err ? SCRATCH_RESULT_ERROR : SCRATCH_RESULT_SUCCESS;
 
 	if (n) {
 		uint64_t ns = ns_of(ticks);
 
-		add(m, st, &st->count[op][res][bucket_of(ns / n)], n);
-		add(m, st, &st->ns[op][res], ns);
+		/* Mostly one operation: no division. */
+		add(shared, &st->count[op][res][bucket_of(n == 1 ? ns : ns / n)], n);
+		add(shared, &st->ns[op][res], ns);
 	}
 	if (handles || bytes) {
-		add(m, st, &st->handles, (uint64_t)handles);
-		add(m, st, &st->bytes, (uint64_t)bytes);
+		add(shared, &st->handles, (uint64_t)handles);
+		add(shared, &st->bytes, (uint64_t)bytes);
 	}
 }
 
