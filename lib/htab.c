@@ -70,6 +70,9 @@
 #define SLOT_EMPTY 0ull
 #define SLOT_TOMB (~0ull)
 #define MIN_BITS 4
+/* For the few helpers of the put, lookup and remove paths that gcc would
+ * otherwise leave out of line. */
+#define HOT static inline __attribute__((always_inline))
 #define SHRINK_MIN_BITS 10 /* never shrink a shard below 1024 slots (8 KiB) */
 #define POOL_MAX (64u * ((1u << HTAB_CHUNKS) - 1)) /* entries in all chunks */
 #define SLOT_SMALL 0x80000000u /* in a slot word: the entry is small */
@@ -492,7 +495,7 @@ static __attribute__((noinline)) struct htab_shard *lock_busy_shard(struct htab 
 	return sh;
 }
 
-static inline __attribute__((always_inline)) struct htab_shard *lock_next_shard(struct htab *t)
+HOT struct htab_shard *lock_next_shard(struct htab *t)
 {
 	if (__builtin_expect(!put_group_set, 0))
 		group_join();
@@ -507,9 +510,8 @@ static inline __attribute__((always_inline)) struct htab_shard *lock_next_shard(
  * handle and takes a free entry of pool `kind`, its handle set.  Inlined
  * where it is called, so kind is a constant.
  */
-static inline __attribute__((always_inline)) int entry_take(struct htab *t, unsigned kind,
-								    struct htab_shard **shard,
-								    struct htab_entry **out)
+HOT int entry_take(struct htab *t, unsigned kind, struct htab_shard **shard,
+		  struct htab_entry **out)
 {
 	struct htab_shard *sh = lock_next_shard(t);
 	struct htab_slots *s = atomic_load_explicit(&sh->slots, memory_order_relaxed);
@@ -587,7 +589,7 @@ static inline void set_word(_Atomic uint64_t *small, const unsigned char *src, u
 	atomic_store_explicit(&small[i], w, SMALL_STORE);
 }
 
-static inline __attribute__((always_inline)) void small_fill(struct htab_entry *e, const void *p, size_t n)
+HOT void small_fill(struct htab_entry *e, const void *p, size_t n)
 {
 	const unsigned char *src = p;
 	_Atomic uint64_t *small = entry_small(e);
@@ -621,8 +623,8 @@ void htab_set_small(struct htab_entry *e, const void *p, size_t n)
 
 /* Links entry e of pool `kind`, handle h, into the slots of sh (locked)
  * and unlocks it. */
-static inline __attribute__((always_inline)) void link_unlock(struct htab_shard *sh, struct htab_entry *e,
-							      unsigned kind, uint64_t h, uint64_t size)
+HOT void link_unlock(struct htab_shard *sh, struct htab_entry *e, unsigned kind, uint64_t h,
+		     uint64_t size)
 {
 	struct htab_slots *s = atomic_load_explicit(&sh->slots, memory_order_relaxed);
 
@@ -820,8 +822,8 @@ void htab_put(struct htab *t, struct htab_entry *e)
 }
 
 /* Unlinks e, the live entry in slot i of sh (locked); returns its size. */
-static inline __attribute__((always_inline)) uint64_t slot_unlink_locked(struct htab *t, struct htab_shard *sh, struct htab_slots *s,
-				  uint32_t i, struct htab_entry *e)
+HOT uint64_t slot_unlink_locked(struct htab *t, struct htab_shard *sh, struct htab_slots *s,
+			       uint32_t i, struct htab_entry *e)
 {
 	bool small = e->kind == HTAB_SMALL;
 	uint64_t size = small ? atomic_load_explicit(&e->small_len, memory_order_relaxed) : e->size;

@@ -3,8 +3,9 @@
  *
  * A blob of HTAB_SMALL_MAX (64) bytes or less, however it was put (put,
  * putv, a writer), is kept in a small table entry: no allocation at all,
- * and readers copy it without touching a reference count (htab_lookup).  Other blob bytes live in the store's heap (heap.c:
- * a private jemalloc arena with private tcaches):
+ * and readers copy it without touching a reference count (htab_lookup).
+ * Other blob bytes live in the store's heap (heap.c: a private jemalloc
+ * arena with private tcaches):
  * - a blob up to HEAP_CACHE_MAX is allocated and copied between
  *   htab_reserve and htab_publish, under its shard's lock, with the cache
  *   heap_cache() names for its shard and size; the release callback frees
