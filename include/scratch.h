@@ -128,7 +128,8 @@ SCRATCH_API void scratch_store_close(scratch_store *s);
  * (small blobs are packed in memory and written in large batches, when a
  * buffer fills or on this call; close discards what is unwritten, since
  * the files go too), and gives back the disk space of segment files that
- * no blob is left in (scratch_remove).  Blobs stay readable throughout;
+ * no blob is left in and of runs of 1 MiB or more that no blob holds in
+ * segments puts left a second or more ago (scratch_remove).  Blobs stay readable throughout;
  * this only bounds how much sits in memory and forces the disk write now.
  * A blob whose write fails is kept in memory (with a WARN log line): this
  * returns 0 even then, since nothing was lost.  A memory store has nothing
@@ -171,7 +172,10 @@ SCRATCH_API int scratch_read(scratch_store *s, scratch_handle h, scratch_reader 
  * blobs goes (a punch per small blob made writes 5-10x slower here: see
  * lib/segment.c).  A segment that puts are still filling goes at the
  * remove that empties it if it is three quarters used (once the writes
- * under way for it are done), else at the next scratch_store_flush.
+ * under way for it are done), else at the next scratch_store_flush.  One
+ * that puts left a second or more ago and that some blobs keep alive
+ * gives back its runs of 1 MiB or more that no blob holds, when a put
+ * next needs a new segment file or at scratch_store_flush.
  * Returns 0; -EINVAL (s NULL); SCRATCH_ENOTFOUND (h unknown or removed). */
 SCRATCH_API int scratch_remove(scratch_store *s, scratch_handle h);
 

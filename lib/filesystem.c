@@ -287,6 +287,7 @@ static void lane_seal(struct fs_store *fs, struct lane *l)
 	if (l->fill.seg == l->seg)
 		stage_start(fs, l, false); /* nothing if nothing is filling */
 	if (l->seg) {
+		segment_retire(l->seg, l->front, l->back, now_ns());
 		atomic_store_explicit(&l->seg->filling, false, memory_order_relaxed);
 		segment_put(l->seg);
 	}
@@ -314,10 +315,12 @@ static int lane_room(struct fs_store *fs, struct lane *l, uint64_t n)
 	if (l->seg && l->back - l->front >= n)
 		return 0;
 	lane_seal(fs, l);
+	segment_reap_old(&fs->dir, now_ns());
 	int err = fs_new_segment(fs, n, false, &l->seg);
 
 	if (err)
 		return err;
+	(void)segment_track(l->seg); /* without, its space comes back with it */
 	l->seg->lane = l;
 	atomic_store_explicit(&l->seg->filling, true, memory_order_relaxed);
 	l->front = 0;
@@ -364,7 +367,9 @@ static int put_staged(struct fs_store *fs, struct lane *l, const struct iovec *i
 	e->offset = l->front;
 	e->backing_index = BLOB_STAGED;
 	segment_get(l->seg);
+	segment_place(l->seg, l->front, total);
 	l->front += n;
+	segment_seal(l->seg, l->front, l->back);
 	f->len += n;
 	if (f->len == STAGE_SIZE)
 		stage_send(fs, l);
@@ -388,6 +393,8 @@ static int put_direct(struct fs_store *fs, struct lane *l, const struct iovec *i
 	e->backing = l->seg;
 	e->offset = l->back;
 	segment_get(l->seg);
+	segment_place(l->seg, l->back, total);
+	segment_seal(l->seg, l->front, l->back);
 	return 0;
 }
 
@@ -494,10 +501,7 @@ static void fs_release(void *ctx, struct htab_entry *e, unsigned shard)
 		heap_free(&fs->heap, HEAP_NO_CACHE, (void *)e->data);
 		return;
 	}
-	/* Staged bytes not yet written may still be on their way to disk. */
-	if (!(e->backing_index & BLOB_STAGED) ||
-	    e->offset + e->size <= atomic_load_explicit(&seg->written, memory_order_acquire))
-		segment_release_range(seg, e->offset, e->size);
+	segment_release_range(seg, e->offset, e->size);
 	/* Read before the put, which may free seg: the lane sets it before
 	 * any blob goes in (lane_room) and clears it under its lock. */
 	bool filling = atomic_load_explicit(&seg->filling, memory_order_relaxed);
@@ -655,6 +659,7 @@ static int fs_flush(scratch_store *s)
 		lane_reclaim(l, 0);
 		pthread_mutex_unlock(&l->lock);
 	}
+	segment_reap_old(&fs->dir, now_ns());
 	return 0;
 }
 

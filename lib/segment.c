@@ -12,18 +12,24 @@
  * header, no index.  The store's table knows where every blob is, and the
  * files die with the store.
  *
- * Space.  When a blob of PUNCH_MIN bytes or more is gone and its last
- * reader has closed, the whole pages inside it are punched out
- * (FALLOC_FL_PUNCH_HOLE); pages it shares with a neighbour stay until the
- * segment goes.  Smaller blobs' space comes back with their segment (at
- * most SEGMENT_SIZE, 16 MiB, held per segment by one live blob).  Measured
- * here (ext4 mounted with discard): each punch is a discard of its own
- * (~75 us), and thousands of small ones leave every buffered write of the
- * next second 5-10x slower (scratchbench put 64 KiB: 6.4k/s punching at 64 KiB,
- * 52k/s at 1 MiB).  A segment goes (unmapped,
- * closed, unlinked) when its last blob does and no lane writes into it
- * anymore.  Staged bytes that were never written are not punched: their
- * write may still be on its way.
+ * Space.  A segment goes (unmapped, closed, unlinked) when its last blob
+ * does and no lane writes into it anymore, which in a pipeline that
+ * removes what it put is soon.  One that a few blobs keep alive would hold
+ * all of its 16 MiB for them; so a lane's segment counts, page by page,
+ * the live blobs that hold bytes in it (segment_track), and once the lane
+ * has left it for REAP_AGE_NS, the runs of PUNCH_RUN pages or more that no
+ * live blob holds, complete (no blob will be placed there again:
+ * segment_seal) and on disk, are punched out (FALLOC_FL_PUNCH_HOLE) and
+ * marked so.  A lane looks for such segments when it makes a new one
+ * (segment_reap_old): space comes back when new space is taken.  Why so
+ * late and so coarse: here (ext4 mounted with discard) a punch of a few
+ * MiB is a discard waited for, 1.4 ms a call, where unlinking a dead
+ * segment costs 32 us; punching dead runs as blobs died took scratchbench
+ * mixed 4 KiB with 2 threads from 2.1M ops/s to 0.9M, and thousands of
+ * small punches leave every buffered write of the next second 5-10x slower
+ * (put 64 KiB: 6.4k/s punching at 64 KiB, 52k/s at 1 MiB).  A segment of
+ * one blob is never punched.  Staged bytes that were never written are
+ * not punched: their write may still be on its way.
  *
  * Ownership.  A store holds an OFD write lock (F_OFD_SETLK) on each of its
  * files for as long as the file is open; the lock follows the open file, so
@@ -51,7 +57,8 @@
 
 #include "segment.h"
 
-#define PUNCH_MIN (1u << 20)
+#define PUNCH_RUN 256u /* pages: 1 MiB */
+#define PAGE_PUNCHED UINT16_MAX
 
 static int lock_file(int fd)
 {
@@ -260,6 +267,12 @@ int segment_new(struct segment_dir *d, uint64_t size, struct segment **out)
 	atomic_init(&s->refs, 1);
 	atomic_init(&s->written, 0);
 	atomic_init(&s->nchunks, 0);
+	atomic_init(&s->sealed_front, 0);
+	atomic_init(&s->sealed_back, size);
+	atomic_init(&s->dead, 0);
+	atomic_init(&s->dead_seen, 0);
+	atomic_init(&s->sealed_at, 0);
+	pthread_mutex_init(&s->punch_lock, NULL);
 
 	pthread_mutex_lock(&d->lock);
 	if (d->closed) {
@@ -302,6 +315,8 @@ unsigned segment_put(struct segment *s)
 		heap_free(d->heap, HEAP_NO_CACHE, s->chunks[i].buf);
 	atomic_fetch_sub_explicit(&d->disk_bytes, s->size, memory_order_relaxed);
 	atomic_fetch_sub_explicit(&d->nsegments, 1, memory_order_relaxed);
+	pthread_mutex_destroy(&s->punch_lock);
+	free(s->pages);
 	free(s);
 	return 0;
 }
@@ -334,18 +349,165 @@ int segment_resize(struct segment *s, uint64_t size)
 	return 0;
 }
 
+int segment_track(struct segment *s)
+{
+	_Atomic uint16_t *pages = calloc(s->size / PAGE, sizeof(*pages));
+
+	if (!pages)
+		return -ENOMEM;
+	/* Under the directory's lock, which segment_reap_old holds as it
+	 * looks; every other reader comes after a blob placed after this. */
+	pthread_mutex_lock(&s->dir->lock);
+	s->pages = pages;
+	pthread_mutex_unlock(&s->dir->lock);
+	return 0;
+}
+
+void segment_place(struct segment *s, uint64_t off, uint64_t len)
+{
+	if (!s->pages || !len)
+		return;
+	/* Relaxed: published by segment_seal's release, and to the blob's
+	 * remover with the blob itself. */
+	for (uint64_t p = off / PAGE; p <= (off + len - 1) / PAGE; p++)
+		atomic_fetch_add_explicit(&s->pages[p], 1, memory_order_relaxed);
+}
+
+void segment_retire(struct segment *s, uint64_t front, uint64_t back, uint64_t now_ns)
+{
+	segment_seal(s, round_up(front, PAGE), back); /* its last page too */
+	atomic_store_explicit(&s->sealed_at, now_ns ? now_ns : 1, memory_order_relaxed);
+}
+
+void segment_seal(struct segment *s, uint64_t front, uint64_t back)
+{
+	if (!s->pages)
+		return;
+	/* Release: the counts of every blob placed so far come first. */
+	atomic_store_explicit(&s->sealed_front, front & ~(uint64_t)(PAGE - 1), memory_order_release);
+	atomic_store_explicit(&s->sealed_back, round_up(back, PAGE), memory_order_release);
+}
+
+/* May page p go?  No live blob, complete, and on disk: a staged page below
+ * the written mark, or a page of the back, written before its blob was
+ * placed.  Under punch_lock: no other search marks pages meanwhile. */
+static bool page_dead(struct segment *s, uint64_t p, uint64_t front, uint64_t back, uint64_t written)
+{
+	uint64_t at = p * PAGE;
+
+	if (atomic_load_explicit(&s->pages[p], memory_order_relaxed) != 0)
+		return false; /* live, or punched already */
+	return at + PAGE <= front ? at + PAGE <= written : at >= back;
+}
+
+/* Punches pages [lo, hi] and marks them so.  Under punch_lock. */
+static bool punch(struct segment *s, uint64_t lo, uint64_t hi)
+{
+	if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(lo * PAGE),
+		      (off_t)((hi - lo + 1) * PAGE)))
+		return false;
+	for (uint64_t q = lo; q <= hi; q++)
+		atomic_store_explicit(&s->pages[q], PAGE_PUNCHED, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&s->dead, (uint32_t)(hi - lo + 1), memory_order_relaxed);
+	return true;
+}
+
+/* Punches the runs of PUNCH_RUN dead pages or more of s in [from, to]:
+ * the whole of each if whole, else only if all of [from, to] is dead. */
+static bool reap_range(struct segment *s, uint64_t from, uint64_t to, bool whole)
+{
+	bool any = false;
+
+	pthread_mutex_lock(&s->punch_lock); /* one search at a time */
+	/* Acquire: pairs with segment_seal's and the write's release. */
+	uint64_t front = atomic_load_explicit(&s->sealed_front, memory_order_acquire);
+	uint64_t back = atomic_load_explicit(&s->sealed_back, memory_order_acquire);
+	uint64_t written = atomic_load_explicit(&s->written, memory_order_acquire);
+
+	for (uint64_t lo = from, hi; lo <= to; lo = hi + 1) {
+		hi = lo;
+		if (!page_dead(s, lo, front, back, written)) {
+			if (!whole)
+				break;
+			continue;
+		}
+		while (hi < to && page_dead(s, hi + 1, front, back, written))
+			hi++;
+		if (hi - lo + 1 >= PUNCH_RUN && (whole || (lo == from && hi == to)))
+			any |= punch(s, lo, hi);
+	}
+	if (whole)
+		atomic_store_explicit(&s->dead_seen, atomic_load_explicit(&s->dead, memory_order_relaxed),
+				      memory_order_relaxed);
+	pthread_mutex_unlock(&s->punch_lock);
+	return any;
+}
+
+/* Not worth a system call: the file itself is about to go. */
+static bool going(struct segment *s)
+{
+	return s->fd < 0 || atomic_load_explicit(&s->refs, memory_order_relaxed) == 1 ||
+	       atomic_load_explicit(&s->dir->closed, memory_order_relaxed);
+}
+
 void segment_release_range(struct segment *s, uint64_t off, uint64_t len)
 {
-	uint64_t from = round_up(off, PAGE);
-	uint64_t to = (off + len) & ~(uint64_t)(PAGE - 1);
+	uint64_t first = UINT64_MAX, last = 0;
 
-	/* Not worth a system call: the file itself is about to go. */
-	if (s->fd < 0 || atomic_load_explicit(&s->refs, memory_order_relaxed) == 1 ||
-	    atomic_load_explicit(&s->dir->closed, memory_order_relaxed))
+	if (!s->pages || !len)
 		return;
-	if (to - from >= PUNCH_MIN && to > from)
-		(void)fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)from,
-				(off_t)(to - from));
+	for (uint64_t p = off / PAGE; p <= (off + len - 1) / PAGE; p++) {
+		if (atomic_fetch_sub_explicit(&s->pages[p], 1, memory_order_relaxed) == 1) {
+			first = first < p ? first : p;
+			last = p; /* one blob's dead pages are one run */
+		}
+	}
+	if (first == UINT64_MAX)
+		return;
+	atomic_fetch_add_explicit(&s->dead, (uint32_t)(last - first + 1), memory_order_relaxed);
+	/* A blob with a run's worth of pages of its own gives them back at
+	 * once, as its own file would (a full disk wants them now); the rest
+	 * waits for segment_reap_old. */
+	if (last - first + 1 >= PUNCH_RUN && !going(s))
+		reap_range(s, first, last, false);
+}
+
+/* A reference on s unless it is already going. */
+static bool segment_tryget(struct segment *s)
+{
+	uint32_t n = atomic_load_explicit(&s->refs, memory_order_relaxed);
+
+	while (n && !atomic_compare_exchange_weak_explicit(&s->refs, &n, n + 1, memory_order_relaxed,
+							   memory_order_relaxed))
+		;
+	return n != 0;
+}
+
+#define REAP_BATCH 16
+
+void segment_reap_old(struct segment_dir *d, uint64_t now_ns)
+{
+	struct segment *old[REAP_BATCH];
+	unsigned n = 0;
+
+	if (atomic_load_explicit(&d->closed, memory_order_relaxed))
+		return; /* every file goes soon */
+	pthread_mutex_lock(&d->lock);
+	for (struct segment *s = d->list; s && n < REAP_BATCH; s = s->next) {
+		uint64_t at = atomic_load_explicit(&s->sealed_at, memory_order_relaxed);
+		uint32_t dead = s->pages ? atomic_load_explicit(&s->dead, memory_order_relaxed) : 0;
+
+		/* Left long enough ago, with a run's worth of dead pages, some
+		 * of them new since the last search. */
+		if (dead >= PUNCH_RUN && dead != atomic_load_explicit(&s->dead_seen, memory_order_relaxed) &&
+		    s->fd >= 0 && at && now_ns - at >= REAP_AGE_NS && segment_tryget(s))
+			old[n++] = s;
+	}
+	pthread_mutex_unlock(&d->lock);
+	for (unsigned i = 0; i < n; i++) {
+		reap_range(old[i], 0, old[i]->size / PAGE - 1, true);
+		segment_put(old[i]);
+	}
 }
 
 const unsigned char *segment_bytes(struct segment *s, uint64_t off, uint64_t len)

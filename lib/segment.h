@@ -55,6 +55,16 @@ struct segment {
 	struct segment *prev, *next;  /* the directory's list, under its lock */
 	bool unlinked;                /* under the directory's lock */
 	char name[SEGMENT_NAME_MAX];
+	/* A lane's segment (segment_track): how many live blobs each page
+	 * holds bytes of, SEGMENT_PAGE_PUNCHED once handed back; and the pages
+	 * that are complete, below sealed_front and from sealed_back on, whose
+	 * counts can only fall.  NULL: not tracked. */
+	_Atomic uint16_t *pages;
+	_Atomic uint64_t sealed_front, sealed_back;
+	_Atomic uint32_t dead;        /* pages that lost their last blob, not punched */
+	_Atomic uint32_t dead_seen;   /* dead when last searched */
+	_Atomic uint64_t sealed_at;   /* CLOCK_MONOTONIC ns the lane left it; 0: filling */
+	pthread_mutex_t punch_lock;   /* one page-run search at a time */
 };
 
 /* The store's directory and the segments it owns. */
@@ -101,10 +111,28 @@ void segment_written(struct segment *s);
  * the segment is its creator's alone.  0 or -errno. */
 int segment_resize(struct segment *s, uint64_t size);
 
-/* The blob [off, off+len) is gone and nobody maps it: hands its whole
- * pages back to the filesystem if it is large enough to be worth it.
- * Pages shared with neighbours stay.  Call before dropping its reference. */
+/* Counts the live blobs of s page by page from now on, so that runs of
+ * pages no blob is left in go back to the filesystem (segment.c: Space).
+ * For a segment of many blobs, before the first.  0 or -ENOMEM (then s is
+ * not tracked, and its space comes back with it). */
+int segment_track(struct segment *s);
+/* The blob [off, off+len) is placed: before it is published, under the
+ * lock of the lane that fills s. */
+void segment_place(struct segment *s, uint64_t off, uint64_t len);
+/* No blob will be placed below front, nor from back on (the lane moved
+ * them there, under its lock, after placing what is in between). */
+void segment_seal(struct segment *s, uint64_t front, uint64_t back);
+/* The lane is done with s, whose blobs end at front and start at back:
+ * from REAP_AGE_NS after now_ns, segment_reap_old may punch it. */
+void segment_retire(struct segment *s, uint64_t front, uint64_t back, uint64_t now_ns);
+/* The blob [off, off+len) is gone and nobody maps it: counts the pages it
+ * leaves empty.  Call before dropping its reference. */
 void segment_release_range(struct segment *s, uint64_t off, uint64_t len);
+/* Punches the runs of empty pages of the segments that lanes left
+ * REAP_AGE_NS or more before now_ns and that have lost a run's worth of
+ * pages since last looked at (segment.c: Space). */
+#define REAP_AGE_NS (1000ull * 1000 * 1000)
+void segment_reap_old(struct segment_dir *d, uint64_t now_ns);
 
 /* Where [off, off+len) of s may be read without a lock: the mapping if
  * written, a chunk if its write failed, NULL if it is still being staged. */

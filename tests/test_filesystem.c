@@ -559,6 +559,75 @@ START_TEST(test_small_blobs_space_released)
 }
 END_TEST
 
+/*
+ * Blobs removed in any order give their segment's space back in runs of a
+ * MiB, not only with the segment: once the segment has been left for a
+ * second (segment.c's REAP_AGE_NS), a flush or a new segment punches it,
+ * and the few blobs that stay (and a reader on a removed one) keep little
+ * more than their own pages and read back whole, punched pages all around.
+ */
+START_TEST(test_dead_runs_released)
+{
+	enum { N = 3200, KEEP = 400 }; /* 2 KB to 42 KB: staged; ~70 MB */
+	char dir[PATH_MAX];
+	static struct blob b[N];
+	static unsigned order[N];
+	scratch_reader *r;
+	scratch_store *s;
+	uint64_t rnd = 12345;
+
+	case_dir(dir);
+	s = fs_new(NULL, dir);
+	for (unsigned i = 0; i < N; i++) {
+		b[i] = put_seeded(s, i, 2000 + 25 * (i % 1600));
+		order[i] = i;
+	}
+	require(scratch_store_flush(s) == 0);
+	uint64_t full = disk_bytes(dir);
+
+	for (unsigned i = N - 1; i > 0; i--) { /* shuffled */
+		rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
+		unsigned j = (unsigned)(rnd % (i + 1)), t = order[i];
+
+		order[i] = order[j];
+		order[j] = t;
+	}
+	require(scratch_read(s, b[1].h, &r) == 0);
+	for (unsigned i = 0; i < N; i++)
+		if (order[i] % KEEP != 0)
+			require(scratch_remove(s, b[order[i]].h) == 0);
+	struct timespec aged = { 1, 200 * 1000 * 1000 };
+
+	require(scratch_store_flush(s) == 0); /* a segment left with no blob goes */
+	uint64_t young = disk_bytes(dir);
+
+	require(young <= full);
+
+	require(scratch_store_flush(s) == 0); /* the others are too young yet */
+	require(disk_bytes(dir) == young);
+	nanosleep(&aged, NULL);
+	require(scratch_store_flush(s) == 0);
+	uint64_t left = disk_bytes(dir);
+
+	verify_seeded(r, b[1].seed, b[1].n);
+	require(scratch_reader_close(r) == 0);
+	for (unsigned i = 0; i < N; i += KEEP)
+		expect_blob(s, &b[i]);
+	/* The segments left keep a blob each, so none could go whole.  Of
+	 * ~70 MB of blobs, the ones in the segments the lanes left (at least
+	 * 32 MiB) go but for the eight kept, each holding at most a MiB on
+	 * either side. */
+	ck_assert_msg(young - left >= 8 * MiB, "%llu of %llu bytes still on disk",
+		      (unsigned long long)left, (unsigned long long)young);
+	for (unsigned i = 0; i < N; i += KEEP)
+		require(scratch_remove(s, b[i].h) == 0);
+	require(scratch_store_flush(s) == 0);
+	ck_assert_uint_eq(count_files(dir), 0);
+	scratch_store_close(s);
+	rm_rf(dir);
+}
+END_TEST
+
 START_TEST(test_no_leaks)
 {
 	const unsigned cycles = 20000;
@@ -756,6 +825,7 @@ int main(void)
 	tcase_add_test(tc, test_space_released);
 	tcase_add_test(tc, test_small_blobs_space_released);
 	tcase_add_test(tc, test_large_reads);
+	tcase_add_test(tc, test_dead_runs_released);
 	tcase_add_test(tc, test_no_leaks);
 	tcase_add_test(tc, test_pwrite_forced);
 	tcase_add_loop_test(tc, test_stress, 0, 2);

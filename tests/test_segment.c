@@ -228,7 +228,9 @@ static blkcnt_t blocks(int fd)
 	return st.st_blocks;
 }
 
-START_TEST(test_release_punches_whole_pages_only)
+/* A blob with a run (256 pages) of its own gives it back at once; pages
+ * it shares with live blobs stay. */
+START_TEST(test_release_punches_own_run)
 {
 	struct segment_dir d;
 	struct segment *s;
@@ -238,23 +240,116 @@ START_TEST(test_release_punches_whole_pages_only)
 	memset(page, 7, sizeof(page));
 	ck_assert_int_eq(segment_dir_open(&d, root, &heap), 0);
 	ck_assert_int_eq(segment_new(&d, 4 * SIZE, &s), 0);
-	segment_get(s); /* a second blob lives on: the file stays */
-	for (int i = 0; i < 900; i++)
+	ck_assert_int_eq(segment_track(s), 0);
+	segment_get(s); /* a blob of another kind lives on: the file stays */
+	for (int i = 0; i < 700; i++)
 		ck_assert_int_eq(pwrite(s->fd, page, P, i * P), P);
 	blkcnt_t before = blocks(s->fd);
 
-	/* [100, 100 + 300 pages) owns pages 1..299 only: 0 and 300 are shared. */
-	segment_release_range(s, 100, 300 * P);
+	segment_place(s, 0, 100);                       /* page 0 */
+	segment_place(s, 100, 300 * P);                 /* pages 0-300 */
+	segment_place(s, 100 + 300 * P, 100 * P);       /* 300-400 */
+	segment_place(s, 100 + 400 * P, 200 * P);       /* 400-600 */
+	segment_seal(s, 700 * P, 4 * SIZE);
+	atomic_store(&s->written, 700 * P);
+	segment_release_range(s, 100, 300 * P); /* 1-299 are its own */
 	ck_assert_int_eq(before - blocks(s->fd), 299 * SECTORS);
 	ck_assert_uint_eq(s->map[99], 7);
 	ck_assert_uint_eq(s->map[300 * P + 100], 7);
-	/* Blobs under PUNCH_MIN wait for their segment to go. */
-	segment_release_range(s, 400 * P, 100 * P);
+	segment_release_range(s, 100 + 400 * P, 200 * P); /* 200 of its own: too few */
 	ck_assert_int_eq(before - blocks(s->fd), 299 * SECTORS);
-	/* As does everything once the store is closing. */
+	/* Nothing once the store is closing. */
 	segment_dir_close(&d);
-	segment_release_range(s, 550 * P, 300 * P);
+	segment_release_range(s, 100 + 300 * P, 100 * P);
 	ck_assert_int_eq(before - blocks(s->fd), 299 * SECTORS);
+	segment_put(s);
+	segment_put(s);
+	segment_dir_fini(&d);
+}
+END_TEST
+
+/* Runs of 256 pages or more that smaller blobs left go once the lane has
+ * left the segment for REAP_AGE_NS. */
+START_TEST(test_reap_punches_dead_runs)
+{
+	struct segment_dir d;
+	struct segment *s;
+	unsigned char page[4096];
+	enum { P = 4096, SECTORS = P / 512 };
+	const uint64_t t0 = 1000, aged = t0 + REAP_AGE_NS;
+
+	memset(page, 7, sizeof(page));
+	ck_assert_int_eq(segment_dir_open(&d, root, &heap), 0);
+	ck_assert_int_eq(segment_new(&d, 4 * SIZE, &s), 0);
+	ck_assert_int_eq(segment_track(s), 0);
+	segment_get(s);
+	for (int i = 0; i < 1000; i++)
+		ck_assert_int_eq(pwrite(s->fd, page, P, i * P), P);
+	blkcnt_t before = blocks(s->fd);
+
+	/* Ten blobs of 100 pages, then one of a few bytes; 900 on are not
+	 * written yet. */
+	for (int i = 0; i < 10; i++)
+		segment_place(s, (uint64_t)i * 100 * P, 100 * P);
+	segment_place(s, 1000 * P, 8);
+	segment_seal(s, 1000 * P + 16, 4 * SIZE);
+	atomic_store(&s->written, 900 * P);
+	for (int i = 0; i < 3; i++) /* 0-299 */
+		segment_release_range(s, (uint64_t)i * 100 * P, 100 * P);
+	segment_reap_old(&d, aged); /* still filling */
+	ck_assert_int_eq(before - blocks(s->fd), 0);
+	segment_retire(s, 1000 * P + 16, 4 * SIZE, t0);
+	segment_reap_old(&d, aged - 1); /* too young */
+	ck_assert_int_eq(before - blocks(s->fd), 0);
+	segment_reap_old(&d, aged);
+	ck_assert_int_eq(before - blocks(s->fd), 300 * SECTORS);
+	ck_assert_uint_eq(s->map[300 * P], 7);
+	/* 400-599: a run of 200 (300-399 live); 800-999: 900 on not written;
+	 * then 300-399 goes, and 300-599 is a run. */
+	segment_release_range(s, 400 * P, 100 * P);
+	segment_release_range(s, 500 * P, 100 * P);
+	segment_release_range(s, 800 * P, 100 * P);
+	segment_release_range(s, 900 * P, 100 * P);
+	segment_reap_old(&d, aged);
+	ck_assert_int_eq(before - blocks(s->fd), 300 * SECTORS);
+	segment_release_range(s, 300 * P, 100 * P);
+	segment_reap_old(&d, aged);
+	ck_assert_int_eq(before - blocks(s->fd), 600 * SECTORS);
+	ck_assert_uint_eq(s->map[600 * P], 7);
+	segment_put(s);
+	segment_put(s);
+	segment_dir_fini(&d);
+}
+END_TEST
+
+/* Pages not wholly written stay; so do pages of the back's gap. */
+START_TEST(test_reap_spares_unwritten_pages)
+{
+	struct segment_dir d;
+	struct segment *s;
+	unsigned char page[4096];
+	enum { P = 4096 };
+
+	memset(page, 7, sizeof(page));
+	ck_assert_int_eq(segment_dir_open(&d, root, &heap), 0);
+	ck_assert_int_eq(segment_new(&d, 4 * SIZE, &s), 0);
+	ck_assert_int_eq(segment_track(s), 0);
+	segment_get(s);
+	for (int i = 0; i < 1024; i++)
+		ck_assert_int_eq(pwrite(s->fd, page, P, i * P), P);
+	blkcnt_t before = blocks(s->fd);
+
+	/* A front blob of 300 pages and a bit, written up to its end only;
+	 * a back blob of 300 pages; the gap between them never used. */
+	segment_place(s, 0, 300 * P + 8);
+	atomic_store(&s->written, 300 * P + 16);
+	segment_place(s, 4 * SIZE - 300 * P, 300 * P);
+	segment_retire(s, 300 * P + 16, 4 * SIZE - 300 * P, 1);
+	segment_release_range(s, 0, 300 * P + 8);
+	segment_release_range(s, 4 * SIZE - 300 * P, 300 * P);
+	segment_reap_old(&d, 1 + REAP_AGE_NS);
+	/* 0-299 and the back went; 300 is not all on disk. */
+	ck_assert_int_eq(before - blocks(s->fd), 600 * (P / 512));
 	segment_put(s);
 	segment_put(s);
 	segment_dir_fini(&d);
@@ -318,7 +413,9 @@ static Suite *segment_suite(void)
 	tcase_add_test(tc, test_cleanup_spares_owned_and_foreign);
 	tcase_add_test(tc, test_written_segment_stays_owned);
 	tcase_add_test(tc, test_killed_owner_cleaned);
-	tcase_add_test(tc, test_release_punches_whole_pages_only);
+	tcase_add_test(tc, test_release_punches_own_run);
+	tcase_add_test(tc, test_reap_punches_dead_runs);
+	tcase_add_test(tc, test_reap_spares_unwritten_pages);
 	tcase_add_test(tc, test_bytes_only_when_written);
 	tcase_add_test(tc, test_resize);
 	suite_add_tcase(s, tc);
