@@ -126,7 +126,8 @@ void segment_seal(struct segment *s, uint64_t front, uint64_t back);
  * from REAP_AGE_NS after now_ns, segment_reap_old may punch it. */
 void segment_retire(struct segment *s, uint64_t front, uint64_t back, uint64_t now_ns);
 /* The blob [off, off+len) is gone and nobody maps it: counts the pages it
- * leaves empty.  Call before dropping its reference. */
+ * leaves empty, and punches them at once if they are a run (1 MiB) of its
+ * own.  Call before dropping its reference. */
 void segment_release_range(struct segment *s, uint64_t off, uint64_t len);
 /* Punches the runs of empty pages of the segments that lanes left
  * REAP_AGE_NS or more before now_ns and that have lost a run's worth of
