@@ -175,7 +175,9 @@ SCRATCH_API int scratch_read(scratch_store *s, scratch_handle h, scratch_reader 
  * under way for it are done), else at the next scratch_store_flush.  One
  * that puts left a second or more ago and that some blobs keep alive
  * gives back its runs of 1 MiB or more that no blob holds, when a put
- * next needs a new segment file or at scratch_store_flush.
+ * next needs a new segment file or at scratch_store_flush.  A child made
+ * by fork() shares its parent's segment files: remove a blob in one
+ * process only, or the other reads zeros where it was.
  * Returns 0; -EINVAL (s NULL); SCRATCH_ENOTFOUND (h unknown or removed). */
 SCRATCH_API int scratch_remove(scratch_store *s, scratch_handle h);
 

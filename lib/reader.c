@@ -19,7 +19,10 @@
  * large pages, where our mapping of the file has a 4 KiB page every 4 KiB.
  * scratchbench read 1 MiB, filesystem store, 1 thread, five alternating
  * rounds: 0.66-0.85x memcpy from the mapping, 0.92-1.01x with pread (2
- * threads 0.81-0.87x, 0.95-0.96x; 256 KiB reads even either way).
+ * threads 0.81-0.87x, 0.95-0.96x; 256 KiB reads even either way).  (A
+ * forked child shares the descriptor numbers: one that closes them and
+ * opens other files in their place must not go on reading its parent's
+ * readers.)
  */
 #include <errno.h>
 #include <limits.h>

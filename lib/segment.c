@@ -408,17 +408,29 @@ static bool punch(struct segment *s, uint64_t lo, uint64_t hi)
 		return false;
 	for (uint64_t q = lo; q <= hi; q++)
 		atomic_store_explicit(&s->pages[q], PAGE_PUNCHED, memory_order_relaxed);
-	atomic_fetch_sub_explicit(&s->dead, (uint32_t)(hi - lo + 1), memory_order_relaxed);
+	/* dead is a hint: a run may hold pages never counted (a failed direct
+	 * write's), a front page may be counted twice.  Never below 0:
+	 * releases only add meanwhile. */
+	uint32_t dead = atomic_load_explicit(&s->dead, memory_order_relaxed);
+	uint32_t n = (uint32_t)(hi - lo + 1);
+
+	atomic_fetch_sub_explicit(&s->dead, n < dead ? n : dead, memory_order_relaxed);
 	return true;
 }
 
 /* Punches the runs of PUNCH_RUN dead pages or more of s in [from, to]:
- * the whole of each if whole, else only if all of [from, to] is dead. */
+ * the whole of each if whole, else only if all of [from, to] is dead.
+ * One search at a time: whole waits for its turn; a blob's own run (from
+ * a release, under a table shard's lock) does not, and waits for
+ * segment_reap_old instead. */
 static bool reap_range(struct segment *s, uint64_t from, uint64_t to, bool whole)
 {
 	bool any = false;
 
-	pthread_mutex_lock(&s->punch_lock); /* one search at a time */
+	if (whole)
+		pthread_mutex_lock(&s->punch_lock);
+	else if (pthread_mutex_trylock(&s->punch_lock))
+		return false;
 	/* Acquire: pairs with segment_seal's and the write's release. */
 	uint64_t front = atomic_load_explicit(&s->sealed_front, memory_order_acquire);
 	uint64_t back = atomic_load_explicit(&s->sealed_back, memory_order_acquire);
@@ -496,11 +508,12 @@ void segment_reap_old(struct segment_dir *d, uint64_t now_ns)
 	for (struct segment *s = d->list; s && n < REAP_BATCH; s = s->next) {
 		uint64_t at = atomic_load_explicit(&s->sealed_at, memory_order_relaxed);
 		uint32_t dead = s->pages ? atomic_load_explicit(&s->dead, memory_order_relaxed) : 0;
+		uint32_t seen = atomic_load_explicit(&s->dead_seen, memory_order_relaxed);
 
-		/* Left long enough ago, with a run's worth of dead pages, some
-		 * of them new since the last search. */
-		if (dead >= PUNCH_RUN && dead != atomic_load_explicit(&s->dead_seen, memory_order_relaxed) &&
-		    s->fd >= 0 && at && now_ns - at >= REAP_AGE_NS && segment_tryget(s))
+		/* Left long enough ago, with a run's worth of dead pages, a
+		 * quarter run of them new since the last search. */
+		if (dead >= PUNCH_RUN && dead >= seen + PUNCH_RUN / 4 && s->fd >= 0 && at &&
+		    now_ns - at >= REAP_AGE_NS && segment_tryget(s))
 			old[n++] = s;
 	}
 	pthread_mutex_unlock(&d->lock);

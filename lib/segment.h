@@ -56,7 +56,7 @@ struct segment {
 	bool unlinked;                /* under the directory's lock */
 	char name[SEGMENT_NAME_MAX];
 	/* A lane's segment (segment_track): how many live blobs each page
-	 * holds bytes of, SEGMENT_PAGE_PUNCHED once handed back; and the pages
+	 * holds bytes of, PAGE_PUNCHED (segment.c) once handed back; and the pages
 	 * that are complete, below sealed_front and from sealed_back on, whose
 	 * counts can only fall.  NULL: not tracked. */
 	_Atomic uint16_t *pages;
@@ -130,8 +130,9 @@ void segment_retire(struct segment *s, uint64_t front, uint64_t back, uint64_t n
  * own.  Call before dropping its reference. */
 void segment_release_range(struct segment *s, uint64_t off, uint64_t len);
 /* Punches the runs of empty pages of the segments that lanes left
- * REAP_AGE_NS or more before now_ns and that have lost a run's worth of
- * pages since last looked at (segment.c: Space). */
+ * REAP_AGE_NS or more before now_ns, that hold a run's worth of empty
+ * pages and have lost a quarter of that since last looked at (segment.c:
+ * Space). */
 #define REAP_AGE_NS (1000ull * 1000 * 1000)
 void segment_reap_old(struct segment_dir *d, uint64_t now_ns);
 

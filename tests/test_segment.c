@@ -322,6 +322,39 @@ START_TEST(test_reap_punches_dead_runs)
 }
 END_TEST
 
+/* A run may take in pages no blob was ever counted in (a direct write
+ * that failed after the back moved past it): the count of dead pages, a
+ * hint, never wraps below zero, which would make every look a search. */
+START_TEST(test_reap_dead_count_never_wraps)
+{
+	struct segment_dir d;
+	struct segment *s;
+	enum { P = 4096 };
+	const uint64_t end = 4 * SIZE;
+
+	ck_assert_int_eq(segment_dir_open(&d, root, &heap), 0);
+	ck_assert_int_eq(segment_new(&d, end, &s), 0);
+	ck_assert_int_eq(segment_track(s), 0);
+	segment_get(s);
+	segment_place(s, end - 300 * P, 300 * P); /* a: live */
+	/* [end - 600 pages, end - 300 pages): the failed write, never placed */
+	segment_place(s, end - 700 * P, 100 * P); /* b */
+	segment_place(s, 0, 200 * P);             /* c, at the front */
+	segment_place(s, 200 * P, 8);             /* keeps page 200 live */
+	atomic_store(&s->written, 201 * P);
+	segment_retire(s, 201 * P, end - 700 * P, 1);
+	segment_release_range(s, end - 700 * P, 100 * P);
+	segment_release_range(s, 0, 200 * P);
+	ck_assert_uint_eq(atomic_load(&s->dead), 300);
+	segment_reap_old(&d, 1 + REAP_AGE_NS); /* b and the gap: 400 pages */
+	ck_assert_uint_eq(atomic_load(&s->pages[(end - 650 * P) / P]), UINT16_MAX);
+	ck_assert_uint_le(atomic_load(&s->dead), 300);
+	segment_put(s);
+	segment_put(s);
+	segment_dir_fini(&d);
+}
+END_TEST
+
 /* Pages not wholly written stay; so do pages of the back's gap. */
 START_TEST(test_reap_spares_unwritten_pages)
 {
@@ -415,6 +448,7 @@ static Suite *segment_suite(void)
 	tcase_add_test(tc, test_killed_owner_cleaned);
 	tcase_add_test(tc, test_release_punches_own_run);
 	tcase_add_test(tc, test_reap_punches_dead_runs);
+	tcase_add_test(tc, test_reap_dead_count_never_wraps);
 	tcase_add_test(tc, test_reap_spares_unwritten_pages);
 	tcase_add_test(tc, test_bytes_only_when_written);
 	tcase_add_test(tc, test_resize);
