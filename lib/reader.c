@@ -76,6 +76,7 @@ static scratch_reader *reader_alloc(void)
 	return r;
 }
 
+/* reader_free when the thread has a spare already, or no key for one yet. */
 static __attribute__((noinline)) void reader_free_slow(scratch_reader *r)
 {
 	if (!spare && !spare_keyed) {
