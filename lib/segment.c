@@ -388,24 +388,39 @@ void segment_seal(struct segment *s, uint64_t front, uint64_t back)
 	atomic_store_explicit(&s->sealed_back, round_up(back, PAGE), memory_order_release);
 }
 
+/* Where s's pages are complete and on disk, loaded under punch_lock.
+ * Acquire: pairs with segment_seal's and the write's release. */
+struct limits {
+	uint64_t front, back, written;
+};
+
+static struct limits limits_of(struct segment *s)
+{
+	return (struct limits){
+		.front = atomic_load_explicit(&s->sealed_front, memory_order_acquire),
+		.back = atomic_load_explicit(&s->sealed_back, memory_order_acquire),
+		.written = atomic_load_explicit(&s->written, memory_order_acquire),
+	};
+}
+
 /* May page p go?  No live blob, complete, and on disk: a staged page below
  * the written mark, or a page of the back, written before its blob was
  * placed.  Under punch_lock: no other search marks pages meanwhile. */
-static bool page_dead(struct segment *s, uint64_t p, uint64_t front, uint64_t back, uint64_t written)
+static bool page_dead(struct segment *s, uint64_t p, const struct limits *lim)
 {
 	uint64_t at = p * PAGE;
 
 	if (atomic_load_explicit(&s->pages[p], memory_order_relaxed) != 0)
 		return false; /* live, or punched already */
-	return at + PAGE <= front ? at + PAGE <= written : at >= back;
+	return at + PAGE <= lim->front ? at + PAGE <= lim->written : at >= lim->back;
 }
 
 /* Punches pages [lo, hi] and marks them so.  Under punch_lock. */
-static bool punch(struct segment *s, uint64_t lo, uint64_t hi)
+static void punch(struct segment *s, uint64_t lo, uint64_t hi)
 {
 	if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(lo * PAGE),
 		      (off_t)((hi - lo + 1) * PAGE)))
-		return false;
+		return;
 	for (uint64_t q = lo; q <= hi; q++)
 		atomic_store_explicit(&s->pages[q], PAGE_PUNCHED, memory_order_relaxed);
 	/* dead is a hint: a run may hold pages never counted (a failed direct
@@ -415,44 +430,46 @@ static bool punch(struct segment *s, uint64_t lo, uint64_t hi)
 	uint32_t n = (uint32_t)(hi - lo + 1);
 
 	atomic_fetch_sub_explicit(&s->dead, n < dead ? n : dead, memory_order_relaxed);
-	return true;
 }
 
-/* Punches the runs of PUNCH_RUN dead pages or more of s in [from, to]:
- * the whole of each if whole, else only if all of [from, to] is dead.
- * One search at a time: whole waits for its turn; a blob's own run (from
- * a release, under a table shard's lock) does not, and waits for
- * segment_reap_old instead. */
-static bool reap_range(struct segment *s, uint64_t from, uint64_t to, bool whole)
+/* Punches every run of PUNCH_RUN dead pages or more of s.  One search at
+ * a time: this one waits for its turn. */
+static void reap_segment(struct segment *s)
 {
-	bool any = false;
+	uint64_t npages = s->size / PAGE;
 
-	if (whole)
-		pthread_mutex_lock(&s->punch_lock);
-	else if (pthread_mutex_trylock(&s->punch_lock))
-		return false;
-	/* Acquire: pairs with segment_seal's and the write's release. */
-	uint64_t front = atomic_load_explicit(&s->sealed_front, memory_order_acquire);
-	uint64_t back = atomic_load_explicit(&s->sealed_back, memory_order_acquire);
-	uint64_t written = atomic_load_explicit(&s->written, memory_order_acquire);
+	pthread_mutex_lock(&s->punch_lock);
+	struct limits lim = limits_of(s);
 
-	for (uint64_t lo = from, hi; lo <= to; lo = hi + 1) {
+	for (uint64_t lo = 0, hi; lo < npages; lo = hi + 1) {
 		hi = lo;
-		if (!page_dead(s, lo, front, back, written)) {
-			if (!whole)
-				break;
+		if (!page_dead(s, lo, &lim))
 			continue;
-		}
-		while (hi < to && page_dead(s, hi + 1, front, back, written))
+		while (hi + 1 < npages && page_dead(s, hi + 1, &lim))
 			hi++;
-		if (hi - lo + 1 >= PUNCH_RUN && (whole || (lo == from && hi == to)))
-			any |= punch(s, lo, hi);
+		if (hi - lo + 1 >= PUNCH_RUN)
+			punch(s, lo, hi);
 	}
-	if (whole)
-		atomic_store_explicit(&s->dead_seen, atomic_load_explicit(&s->dead, memory_order_relaxed),
-				      memory_order_relaxed);
+	atomic_store_explicit(&s->dead_seen, atomic_load_explicit(&s->dead, memory_order_relaxed),
+			      memory_order_relaxed);
 	pthread_mutex_unlock(&s->punch_lock);
-	return any;
+}
+
+/* Punches [first, last], a removed blob's own run, if all of it may go.
+ * From a release, under a table shard's lock: if a search holds the lock
+ * (maybe waiting for a discard), the run waits for segment_reap_old. */
+static void punch_own_run(struct segment *s, uint64_t first, uint64_t last)
+{
+	if (pthread_mutex_trylock(&s->punch_lock))
+		return;
+	struct limits lim = limits_of(s);
+	uint64_t p = first;
+
+	while (p <= last && page_dead(s, p, &lim))
+		p++;
+	if (p > last)
+		punch(s, first, last);
+	pthread_mutex_unlock(&s->punch_lock);
 }
 
 /* Not worth a system call: the file itself is about to go. */
@@ -481,7 +498,7 @@ void segment_release_range(struct segment *s, uint64_t off, uint64_t len)
 	 * once, as its own file would (a full disk wants them now); the rest
 	 * waits for segment_reap_old. */
 	if (last - first + 1 >= PUNCH_RUN && !going(s))
-		reap_range(s, first, last, false);
+		punch_own_run(s, first, last);
 }
 
 /* A reference on s unless it is already going. */
@@ -518,7 +535,7 @@ void segment_reap_old(struct segment_dir *d, uint64_t now_ns)
 	}
 	pthread_mutex_unlock(&d->lock);
 	for (unsigned i = 0; i < n; i++) {
-		reap_range(old[i], 0, old[i]->size / PAGE - 1, true);
+		reap_segment(old[i]);
 		segment_put(old[i]);
 	}
 }
